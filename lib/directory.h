@@ -1,0 +1,92 @@
+/* The published directory as a daemon holds it in memory: domains,
+ * accounts and aliases, kept at one config version, with lookups for the
+ * mail services (is this a local domain, which accounts does an address
+ * deliver to). Built from a Snapshot and advanced by Deltas.
+ *
+ * Objects are keyed by their immutable id; name indexes are kept beside.
+ * Applying an UPSERT whose name is held by another id replaces that other
+ * object (the controller deleted and recreated it), so a stale object can
+ * never shadow the new one.
+ *
+ * Not thread-safe: owned and used by the daemon's loop thread. */
+#ifndef MC_DIRECTORY_H
+#define MC_DIRECTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mc.pb-c.h"
+
+struct mc_directory;
+
+/* Read-only views handed to callers; valid until the next load/apply/free. */
+struct mc_dir_account {
+	uint64_t id;
+	uint64_t domain_id;
+	const char *address;       /* local@domain, as created */
+	const char *password_hash; /* "" on relays */
+	uint32_t shard;
+	uint64_t quota_bytes;
+};
+
+struct mc_dir_alias {
+	uint64_t id;
+	uint64_t domain_id;
+	const char *address;       /* local@domain or *@domain */
+	const char *const *destinations;
+	size_t destination_count;
+};
+
+struct mc_directory *mc_directory_new(void);
+void mc_directory_free(struct mc_directory **dir);
+
+uint64_t mc_directory_version(const struct mc_directory *dir);
+uint32_t mc_directory_shard_count(const struct mc_directory *dir);
+size_t mc_directory_domain_count(const struct mc_directory *dir);
+size_t mc_directory_account_count(const struct mc_directory *dir);
+size_t mc_directory_alias_count(const struct mc_directory *dir);
+
+/* Replace the whole content with snap (copied; snap stays the caller's). */
+void mc_directory_load_snapshot(struct mc_directory *dir, const Mc__Snapshot *snap);
+
+/* Apply a delta. Returns 1 when applied (version is now to_version),
+ * 0 when it is old news (to_version <= version: ignored), -1 when there is
+ * a gap (from_version > version): nothing is changed and the caller must
+ * fetch a snapshot. Within a delta, DELETEs are applied before UPSERTs. */
+int mc_directory_apply_delta(struct mc_directory *dir, const Mc__Delta *delta);
+
+/* Lookups; address matching is case-insensitive. NULL when absent. */
+bool mc_directory_has_domain(const struct mc_directory *dir, const char *domain);
+const struct mc_dir_account *mc_directory_account(const struct mc_directory *dir,
+                                                  const char *address);
+const struct mc_dir_alias *mc_directory_alias(const struct mc_directory *dir,
+                                              const char *address);
+
+/* Resolve a recipient address to the local accounts it delivers to:
+ * an account with that address; else an alias with that address (its
+ * destinations resolved recursively, at most 8 levels, duplicates removed,
+ * loops cut); else the domain's catch-all alias. Foreign destinations of
+ * an alias (domains not in the directory) are returned in foreign_r.
+ * Fills at most max entries of each array; returns the number of local
+ * accounts found (0: unknown recipient) and sets *foreign_count_r.
+ * Returned pointers follow the view lifetime above. */
+size_t mc_directory_resolve(const struct mc_directory *dir, const char *address,
+                            const struct mc_dir_account **accounts_r, size_t max,
+                            const char **foreign_r, size_t foreign_max,
+                            size_t *foreign_count_r);
+
+/* Export the whole content as a newly allocated Snapshot (to persist it or
+ * hand it on); free with mc_directory_snapshot_free. */
+Mc__Snapshot *mc_directory_to_snapshot(const struct mc_directory *dir);
+void mc_directory_snapshot_free(Mc__Snapshot **snap);
+
+/* Persist to / load from a JSON file (see docs/state-files.md). Save writes
+ * path.tmp with mode 0600, fsyncs it and renames it over path. Load
+ * replaces the content; on error the directory is unchanged. */
+int mc_directory_save(const struct mc_directory *dir, const char *path,
+                      const char **error_r);
+int mc_directory_load(struct mc_directory *dir, const char *path,
+                      const char **error_r);
+
+#endif

@@ -1,0 +1,234 @@
+/* Handlers for the nodes that follow the controller (register, heartbeat,
+ * snapshot) and the admin views of them (node list, status). Liveness is
+ * the controller's judgement: a heartbeat seen within node_timeout_ms. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctrl.h"
+#include "mem.h"
+
+#define CTRL_NODE_NAME_MAX 64
+
+static bool
+node_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > CTRL_NODE_NAME_MAX)
+		return false;
+	for (const char *p = name; *p != '\0'; p++)
+		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) &&
+		    *p != '-' && *p != '_' && *p != '.')
+			return false;
+	return true;
+}
+
+int
+ctrl_node_register(struct ctrl_req *r)
+{
+	const Mc__RegisterReq *q = r->req->register_;
+	Mc__RegisterResp *rr;
+	char kind[4], pid[16];
+	PGresult *res;
+
+	if (!node_name_valid(q->name))
+		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
+		                 "node name must be 1-%d characters of a-z 0-9 . - _",
+		                 CTRL_NODE_NAME_MAX);
+	if (q->kind != MC__NODE_KIND__NODE_KIND_MAILBOX &&
+	    q->kind != MC__NODE_KIND__NODE_KIND_RELAY)
+		return ctrl_fail(r, MC__STATUS__STATUS_INVALID, "unknown node kind");
+	snprintf(kind, sizeof(kind), "%d", (int)q->kind);
+	snprintf(pid, sizeof(pid), "%u", q->pid);
+	/* A name keeps its kind: a relay cannot take over a mailbox node's
+	 * identity by registering under its name. */
+	res = ctrl_query(r, "INSERT INTO nodes (name, kind, applied_version,"
+	                    " last_heartbeat, pid, software)"
+	                    " VALUES ($1, $2, $3, now(), $4, left($5, 128))"
+	                    " ON CONFLICT (name) DO UPDATE SET"
+	                    " applied_version = EXCLUDED.applied_version,"
+	                    " last_heartbeat = now(), registered_at = now(),"
+	                    " pid = EXCLUDED.pid, software = EXCLUDED.software"
+	                    " WHERE nodes.kind = EXCLUDED.kind"
+	                    " RETURNING id, (SELECT version FROM cluster)",
+	                 5, q->name, kind, ctrl_u64(r, q->applied_version), pid,
+	                 q->software);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctrl_fail(r, MC__STATUS__STATUS_CONFLICT,
+		                 "node name %s is registered with another kind", q->name);
+	}
+	rr = mc_pool_alloc(r->pool, sizeof(*rr));
+	mc__register_resp__init(rr);
+	rr->node_id = ctrl_row_u64(res, 0, 0);
+	rr->version = ctrl_row_u64(res, 0, 1);
+	rr->heartbeat_ms = r->ctrl->heartbeat_ms;
+	PQclear(res);
+	r->resp->version = rr->version;
+	r->resp->body_case = MC__RESPONSE__BODY_REGISTER;
+	r->resp->register_ = rr;
+	return 0;
+}
+
+int
+ctrl_node_heartbeat(struct ctrl_req *r)
+{
+	const Mc__HeartbeatReq *q = r->req->heartbeat;
+	Mc__HeartbeatResp *hr = mc_pool_alloc(r->pool, sizeof(*hr));
+	PGresult *res;
+
+	mc__heartbeat_resp__init(hr);
+	res = ctrl_query(r, "WITH u AS (UPDATE nodes SET applied_version = $2,"
+	                    " last_heartbeat = now() WHERE id = $1 RETURNING 1)"
+	                    " SELECT (SELECT version FROM cluster),"
+	                    " (SELECT count(*) FROM u)",
+	                 2, ctrl_u64(r, q->node_id), ctrl_u64(r, q->applied_version));
+	if (res == NULL)
+		return -1;
+	hr->version = ctrl_row_u64(res, 0, 0);
+	hr->known = ctrl_row_u64(res, 0, 1) == 1;
+	PQclear(res);
+	r->resp->version = hr->version;
+	r->resp->body_case = MC__RESPONSE__BODY_HEARTBEAT;
+	r->resp->heartbeat = hr;
+	return 0;
+}
+
+int
+ctrl_node_snapshot(struct ctrl_req *r)
+{
+	Mc__Snapshot *s = mc_pool_alloc(r->pool, sizeof(*s));
+	PGresult *res;
+	bool mailbox;
+	int n;
+
+	mc__snapshot__init(s);
+	res = ctrl_query(r, "SELECT kind FROM nodes WHERE id = $1", 1,
+	                 ctrl_u64(r, r->req->snapshot->node_id));
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctrl_fail(r, MC__STATUS__STATUS_NOT_FOUND,
+		                 "unknown node: register first");
+	}
+	/* Password hashes only ever go to mailbox nodes. */
+	mailbox = ctrl_row_u64(res, 0, 0) == MC__NODE_KIND__NODE_KIND_MAILBOX;
+	PQclear(res);
+	/* One consistent view: version and objects from the same snapshot. */
+	if (ctrl_exec(r, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0) < 0)
+		return -1;
+	res = ctrl_query(r, "SELECT version, shard_count FROM cluster", 0);
+	if (res == NULL)
+		return -1;
+	s->version = ctrl_row_u64(res, 0, 0);
+	s->shard_count = (uint32_t)ctrl_row_u64(res, 0, 1);
+	PQclear(res);
+	if ((n = ctrl_load_domains(r, CTRL_ALL, NULL, &s->domains)) < 0)
+		return -1;
+	s->n_domains = (size_t)n;
+	if ((n = ctrl_load_accounts(r, CTRL_ALL, NULL, mailbox, &s->accounts)) < 0)
+		return -1;
+	s->n_accounts = (size_t)n;
+	if ((n = ctrl_load_aliases(r, CTRL_ALL, NULL, &s->aliases)) < 0)
+		return -1;
+	s->n_aliases = (size_t)n;
+	if (ctrl_exec(r, "COMMIT", 0) < 0)
+		return -1;
+	r->resp->version = s->version;
+	r->resp->body_case = MC__RESPONSE__BODY_SNAPSHOT;
+	r->resp->snapshot = s;
+	return 0;
+}
+
+/* Every node, with liveness judged against node_timeout_ms. */
+static int
+load_nodes(struct ctrl_req *r, Mc__Node ***out_r)
+{
+	char timeout[16];
+	PGresult *res;
+	Mc__Node **out;
+	int n;
+
+	snprintf(timeout, sizeof(timeout), "%u", r->ctrl->node_timeout_ms);
+	res = ctrl_query(r, "SELECT id, name, kind, applied_version,"
+	                    " coalesce((extract(epoch FROM last_heartbeat) * 1000)::bigint, 0),"
+	                    " coalesce(last_heartbeat > now() - $1 * interval '1 millisecond', false),"
+	                    " extract(epoch FROM registered_at)::bigint, pid, software"
+	                    " FROM nodes ORDER BY name",
+	                 1, timeout);
+	if (res == NULL)
+		return -1;
+	n = PQntuples(res);
+	out = mc_pool_alloc(r->pool, sizeof(*out) * (size_t)(n + 1));
+	for (int i = 0; i < n; i++) {
+		Mc__Node *nd = mc_pool_alloc(r->pool, sizeof(*nd));
+
+		mc__node__init(nd);
+		nd->id = ctrl_row_u64(res, i, 0);
+		nd->name = ctrl_row_str(r, res, i, 1);
+		nd->kind = (Mc__NodeKind)ctrl_row_u64(res, i, 2);
+		nd->applied_version = ctrl_row_u64(res, i, 3);
+		nd->last_heartbeat_ms = (int64_t)ctrl_row_u64(res, i, 4);
+		nd->live = PQgetvalue(res, i, 5)[0] == 't';
+		nd->registered_at = (int64_t)ctrl_row_u64(res, i, 6);
+		nd->pid = (uint32_t)ctrl_row_u64(res, i, 7);
+		nd->software = ctrl_row_str(r, res, i, 8);
+		out[i] = nd;
+	}
+	PQclear(res);
+	*out_r = out;
+	return n;
+}
+
+int
+ctrl_node_list(struct ctrl_req *r)
+{
+	Mc__NodeList *l = mc_pool_alloc(r->pool, sizeof(*l));
+	int n;
+
+	mc__node_list__init(l);
+	if ((n = load_nodes(r, &l->nodes)) < 0)
+		return -1;
+	l->n_nodes = (size_t)n;
+	r->resp->body_case = MC__RESPONSE__BODY_NODES;
+	r->resp->nodes = l;
+	return 0;
+}
+
+int
+ctrl_status(struct ctrl_req *r)
+{
+	Mc__StatusInfo *st = mc_pool_alloc(r->pool, sizeof(*st));
+	PGresult *res;
+	int n;
+
+	mc__status_info__init(st);
+	res = ctrl_query(r, "SELECT version, shard_count FROM cluster", 0);
+	if (res == NULL)
+		return -1;
+	st->version = ctrl_row_u64(res, 0, 0);
+	st->shard_count = (uint32_t)ctrl_row_u64(res, 0, 1);
+	PQclear(res);
+	if ((n = load_nodes(r, &st->nodes)) < 0)
+		return -1;
+	st->n_nodes = (size_t)n;
+	st->node_timeout_ms = r->ctrl->node_timeout_ms;
+	r->resp->version = st->version;
+	r->resp->body_case = MC__RESPONSE__BODY_STATUS_INFO;
+	r->resp->status_info = st;
+	return 0;
+}
+
+int
+ctrl_debug_drop_deltas(struct ctrl_req *r)
+{
+	if (!r->ctrl->fault_injection)
+		return ctrl_fail(r, MC__STATUS__STATUS_UNAUTHORIZED,
+		                 "fault injection is disabled on this controller");
+	r->ctrl->drop_deltas = r->req->debug_drop_deltas->count;
+	return 0;
+}

@@ -1,0 +1,349 @@
+"""Shared plumbing for the integration tests (standard library only).
+
+A Cluster starts a whole local cluster with deploy/local/cluster in a fresh
+temporary folder on its own base port, reads DIR/cluster.env, runs mailctl
+against it and reads the daemons' directory.json state files. It is always
+torn down by `run_tests`, which also prints the final "N passed, N failed"
+line and sets the exit status. Only PIDs recorded by the cluster script are
+ever signalled, and only after checking their command line.
+
+Environment: MC_BIN (build folder holding the binaries, set by ctest),
+MC_RPC_POKE (path of the rpc_poke tool), MC_KEEP=1 keeps the folder of a
+failed run for inspection.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CLUSTER = os.path.join(SOURCE_DIR, "deploy", "local", "cluster")
+MC_BIN = os.environ.get("MC_BIN", os.path.join(SOURCE_DIR, "build"))
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class CommandError(AssertionError):
+    pass
+
+
+def wait_until(pred, timeout, interval=0.05, what="condition"):
+    """Poll pred() until it returns a true value; return it, or raise
+    AssertionError after timeout seconds (pred's last value in the text)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s (last: %r)"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True for a running process (zombies count as dead)."""
+    if not pid:
+        return False
+    try:
+        with open("/proc/%d/stat" % int(pid)) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError, ValueError):
+        return False
+    return state not in ("Z", "X")
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def parse_env(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("export ") or "='" not in line:
+                continue
+            key, val = line[len("export "):].split("=", 1)
+            if val.startswith("'") and val.endswith("'"):
+                env[key] = val[1:-1]
+    return env
+
+
+def var_of(name):
+    return "MC_" + name.upper().replace("-", "_")
+
+
+class Cluster:
+    def __init__(self, base_port, nodes=1, relays=1, fault_injection=False):
+        self.base_port = base_port
+        self.nodes = nodes
+        self.relays = relays
+        self.fault_injection = fault_injection
+        self.dir = None
+        self.env = {}
+
+    # ---- lifecycle ----
+
+    def script_env(self):
+        e = dict(os.environ)
+        for k in list(e):
+            if k.startswith("MC_") or k.startswith("MAILCTL_"):
+                del e[k]
+        e["MC_BIN"] = MC_BIN
+        e["MC_LOG_LEVEL"] = os.environ.get("MC_LOG_LEVEL", "debug")
+        if self.fault_injection:
+            e["MC_FAULT_INJECTION"] = "yes"
+        return e
+
+    def cluster(self, *args, check=True, timeout=120):
+        cmd = [CLUSTER] + list(args) + ["--dir", self.dir]
+        p = subprocess.run(cmd, env=self.script_env(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise CommandError("%s failed (exit %d):\n%s"
+                               % (" ".join(args), p.returncode, p.stdout))
+        self.reload_env()
+        return p
+
+    def up(self):
+        for port in (self.base_port, self.base_port + 1, self.base_port + 10):
+            if not port_free(port):
+                raise AssertionError("port %d is in use: a cluster from an "
+                                     "earlier run still up?" % port)
+        self.dir = tempfile.mkdtemp(prefix="mc-it-%d-" % self.base_port)
+        # Postgres runs as its own user and must reach DIR/pg.
+        os.chmod(self.dir, 0o755)
+        log("cluster dir %s, base port %d" % (self.dir, self.base_port))
+        p = self.cluster("up", "--nodes", str(self.nodes), "--relays",
+                         str(self.relays), "--base-port", str(self.base_port))
+        log(p.stdout.rstrip())
+
+    def reload_env(self):
+        path = os.path.join(self.dir, "cluster.env")
+        if os.path.exists(path):
+            self.env = parse_env(path)
+
+    def down(self, keep=False):
+        if self.dir is None:
+            return
+        try:
+            self.cluster("down", *([] if keep else ["--purge"]))
+        except Exception as e:  # the script failed: stop what it recorded
+            log("cluster down failed: %s" % e)
+            self.kill_recorded()
+        if keep:
+            log("kept %s" % self.dir)
+
+    def kill_recorded(self):
+        for name in self.members() + ["controller"]:
+            pid = self.pid(name)
+            cfg = self.env.get(var_of(name) + "_CONFIG", "")
+            if pid and pid_alive(pid) and cfg and cfg in self.cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def cmdline(pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return ""
+
+    # ---- members ----
+
+    def node_names(self):
+        return self.env.get("MC_NODES", "").split()
+
+    def relay_names(self):
+        return self.env.get("MC_RELAYS", "").split()
+
+    def members(self):
+        return self.node_names() + self.relay_names()
+
+    def pid(self, name):
+        v = self.env.get(var_of(name) + "_PID", "")
+        return int(v) if v else 0
+
+    def log_path(self, name):
+        return self.env[var_of(name) + "_LOG"]
+
+    def read_log(self, name):
+        with open(self.log_path(name), errors="replace") as f:
+            return f.read()
+
+    def state_file(self, name):
+        return os.path.join(self.env[var_of(name) + "_STATE_DIR"],
+                            "directory.json")
+
+    def directory(self, name):
+        """The member's directory.json, or None when it has none yet."""
+        try:
+            with open(self.state_file(name)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def tail_logs(self, lines=25):
+        out = []
+        for name in ["controller"] + self.members():
+            try:
+                text = self.read_log(name).splitlines()[-lines:]
+            except (OSError, KeyError):
+                continue
+            out.append("---- %s\n%s" % (name, "\n".join(text)))
+        return "\n".join(out)
+
+    # ---- mailctl ----
+
+    def mailctl(self, *args, input=None, url=None, token_file=None, timeout=60):
+        """Run mailctl; returns (exit code, stdout, stderr)."""
+        e = self.script_env()
+        e["MAILCTL_URL"] = url or self.env["MAILCTL_URL"]
+        e["MAILCTL_TOKEN_FILE"] = token_file or self.env["MAILCTL_TOKEN_FILE"]
+        p = subprocess.run([self.env["MC_MAILCTL"]] + list(args), env=e,
+                           input=input if input is not None else "",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def ok(self, *args, input=None):
+        """mailctl --json ARGS that must succeed; returns the parsed JSON."""
+        code, out, err = self.mailctl("--json", *args, input=input)
+        if code != 0:
+            raise CommandError("mailctl %s: exit %d: %s %s"
+                               % (" ".join(args), code, err.strip(), out.strip()))
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise CommandError("mailctl %s: not JSON: %r" % (" ".join(args), out))
+
+    def status(self):
+        return self.ok("status")
+
+    @staticmethod
+    def status_nodes(st):
+        return {n["name"]: n for n in st.get("nodes", [])}
+
+    def applied(self):
+        """(cluster version, {member: applied_version}) from mailctl status."""
+        st = self.status()
+        return (st["version"],
+                {k: v.get("applied_version", 0)
+                 for k, v in self.status_nodes(st).items()})
+
+    def wait_applied(self, version, timeout, names=None):
+        """Wait until every member (or names) reports applied_version >=
+        version in mailctl status; returns the seconds it took."""
+        names = names or self.members()
+        t0 = time.monotonic()
+
+        def check():
+            _, applied = self.applied()
+            behind = {n: applied.get(n) for n in names
+                      if (applied.get(n) or 0) < version}
+            return True if not behind else None
+        wait_until(check, timeout, 0.02, "members at version %d" % version)
+        return time.monotonic() - t0
+
+    def wait_directories(self, version, timeout, names=None):
+        names = names or self.members()
+
+        def check():
+            for n in names:
+                d = self.directory(n)
+                if d is None or d.get("version", 0) < version:
+                    return None
+            return True
+        wait_until(check, timeout, 0.05,
+                   "directory.json files at version %d" % version)
+
+
+# ---- directory.json helpers ----
+
+def find(objs, key, value):
+    for o in objs:
+        if o.get(key) == value:
+            return o
+    return None
+
+
+def dir_domain(d, name):
+    return find(d.get("domains", []), "name", name)
+
+
+def dir_account(d, address):
+    return find(d.get("accounts", []), "address", address)
+
+
+def dir_alias(d, address):
+    return find(d.get("aliases", []), "address", address)
+
+
+def rpc_poke(*args, input=None, timeout=30):
+    """Run rpc_poke; returns (exit code, stdout text, stderr text). input
+    is bytes."""
+    tool = os.environ.get("MC_RPC_POKE") or os.path.join(
+        MC_BIN, "tests", "integration", "rpc_poke")
+    p = subprocess.run([tool] + list(args), input=input or b"",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), \
+        p.stderr.decode(errors="replace")
+
+
+# ---- runner ----
+
+def run_tests(cluster, tests):
+    """Start cluster, run each (name, function(cluster)) in order, always
+    tear the cluster down, print "N passed, N failed", exit."""
+    passed = failed = 0
+    started = time.monotonic()
+    try:
+        cluster.up()
+    except Exception:
+        log("FAIL cluster up:\n" + traceback.format_exc())
+        if cluster.dir:
+            log(cluster.tail_logs())
+        failed = len(tests)
+        tests = []
+    try:
+        for name, fn in tests:
+            t0 = time.monotonic()
+            try:
+                fn(cluster)
+            except Exception:
+                failed += 1
+                log("FAIL %s (%.1fs)\n%s" % (name, time.monotonic() - t0,
+                                             traceback.format_exc()))
+                log(cluster.tail_logs())
+            else:
+                passed += 1
+                log("ok   %s (%.1fs)" % (name, time.monotonic() - t0))
+    finally:
+        keep = failed > 0 and os.environ.get("MC_KEEP") == "1"
+        cluster.down(keep=keep)
+        if not keep and cluster.dir and os.path.isdir(cluster.dir):
+            shutil.rmtree(cluster.dir, ignore_errors=True)
+    log("(%.1fs)" % (time.monotonic() - started))
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(0 if failed == 0 else 1)

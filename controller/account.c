@@ -94,7 +94,7 @@ ctrl_account_add(struct ctrl_req *r)
 		PQclear(res);
 		if (ctrl_change(r, CTRL_KIND_ACCOUNT, id, MC__CHANGE__OP__UPSERT) < 0 ||
 		    ctrl_load_accounts(r, CTRL_BY_IDS,
-		                       mc_pool_strdup(r->pool, ctrl_u64(r, id)), false,
+		                       ctrl_id_array(r, id), false,
 		                       &a) != 1 ||
 		    ctrl_exec(r, "COMMIT", 0) < 0)
 			return -1;

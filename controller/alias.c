@@ -89,7 +89,7 @@ ctrl_alias_add(struct ctrl_req *r)
 	PQclear(res);
 	if (ctrl_change(r, CTRL_KIND_ALIAS, id, MC__CHANGE__OP__UPSERT) < 0 ||
 	    ctrl_load_aliases(r, CTRL_BY_IDS,
-	                      mc_pool_strdup(r->pool, ctrl_u64(r, id)), &al) != 1 ||
+	                      ctrl_id_array(r, id), &al) != 1 ||
 	    ctrl_exec(r, "COMMIT", 0) < 0)
 		return -1;
 	r->resp->body_case = MC__RESPONSE__BODY_ALIAS;

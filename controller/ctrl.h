@@ -68,6 +68,8 @@ PGresult *ctrl_query(struct ctrl_req *r, const char *sql, int n, ...);
 int ctrl_exec(struct ctrl_req *r, const char *sql, int n, ...);
 /* Decimal text of v in the request pool. */
 const char *ctrl_u64(struct ctrl_req *r, uint64_t v);
+/* "{v}": a one-element bigint[] literal for the CTRL_BY_IDS filter. */
+const char *ctrl_id_array(struct ctrl_req *r, uint64_t v);
 uint64_t ctrl_row_u64(const PGresult *res, int row, int col);
 char *ctrl_row_str(struct ctrl_req *r, const PGresult *res, int row, int col);
 

@@ -138,6 +138,15 @@ ctrl_u64(struct ctrl_req *r, uint64_t v)
 	return mc_pool_strdup(r->pool, buf);
 }
 
+const char *
+ctrl_id_array(struct ctrl_req *r, uint64_t v)
+{
+	char buf[26];
+
+	snprintf(buf, sizeof(buf), "{%llu}", (unsigned long long)v);
+	return mc_pool_strdup(r->pool, buf);
+}
+
 uint64_t
 ctrl_row_u64(const PGresult *res, int row, int col)
 {

@@ -278,13 +278,14 @@ out:
 	"input is not a terminal its first line is the password (newline\n"   \
 	"stripped, 1 to 1024 bytes); on a terminal it is asked for twice\n"   \
 	"without echo. mailctl sends only its argon2id hash (t=2, m=19 MiB,\n" \
-	"p=1), e.g.: printf '%s\\n' \"$PW\" | mailctl account passwd ...\n"
+	"p=1). Example:\n"                                                    \
+	"  printf '%s\\n' \"$PW\" | mailctl account passwd bob@example.org\n"
 
 static const struct cli_command account_commands[] = {
 	{
 		.verb = "add",
 		.synopsis = "ADDRESS [--quota SIZE]",
-		.summary = "Add an account (mailbox); asks for its password.",
+		.summary = "Add an account; reads its password.",
 		.help = "ADDRESS is local@domain; the domain must exist. The\n"
 		        "controller assigns the account to a shard.\n\n"
 		        ACCOUNT_PASSWORD_HELP "\n"
@@ -315,7 +316,7 @@ static const struct cli_command account_commands[] = {
 	{
 		.verb = "show",
 		.synopsis = "ADDRESS",
-		.summary = "Show an account and the aliases that deliver to it.",
+		.summary = "Show an account and its aliases.",
 		.help = "With --json: {\"account\":{\"id\",\"address\",\"shard\","
 		        "\"quota_bytes\",\"created_at\"},\n"
 		        "\"aliases\":[{\"id\",\"address\",\"destinations\"}]}\n",

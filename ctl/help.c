@@ -11,7 +11,7 @@ static const struct cli_noun *const help_nouns[] = {
 };
 
 #define HELP_NNOUNS (sizeof(help_nouns) / sizeof(help_nouns[0]))
-#define HELP_COLUMN 36
+#define HELP_COLUMN 38
 
 static const char help_global[] =
 	"Global options (before or after the command):\n"
@@ -100,7 +100,7 @@ cli_help_noun(FILE *f, const struct cli_noun *noun)
 	        noun->name, noun->summary);
 	for (size_t j = 0; j < noun->ncommands; j++)
 		command_line(f, noun, &noun->commands[j]);
-	fprintf(f, "\nRun 'mailctl %s COMMAND --help' for details, "
+	fprintf(f, "\nRun 'mailctl %s COMMAND --help' for details and\n"
 	           "'mailctl --help' for the global options.\n",
 	        noun->name);
 }
@@ -116,5 +116,8 @@ cli_help_command(FILE *f, const struct cli_noun *noun,
 		fprintf(f, "\n%s", cmd->help);
 	if ((cmd->options & CLI_OPT_WAIT) != 0)
 		fprintf(f, "\n%s", help_wait);
-	fprintf(f, "\n%s\n%s", help_global, help_exit);
+	fprintf(f, "\nGlobal options: --url URL, --token-file PATH, --tls-ca PATH,\n"
+	           "--tls-cert PATH, --tls-key PATH, --json, --timeout MS (see\n"
+	           "'mailctl --help').\n\n%s",
+	        help_exit);
 }

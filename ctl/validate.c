@@ -34,6 +34,8 @@ cli_check_address(const struct cli *cli, const char *what, const char *in,
 	if (mc_addr_parse(in, allow_wildcard, local, domain, &error) < 0)
 		return cli_usage_error(cli, "invalid %s '%s': %s", what, in,
 		                       error);
-	snprintf(out, MC_ADDR_MAX + 1, "%s@%s", local, domain);
+	/* mc_addr_parse checked the whole address fits MC_ADDR_MAX. */
+	if (snprintf(out, MC_ADDR_MAX + 1, "%s@%s", local, domain) > MC_ADDR_MAX)
+		return cli_usage_error(cli, "invalid %s '%s': too long", what, in);
 	return CLI_EXIT_OK;
 }

@@ -130,8 +130,10 @@ mc_daemon_run(struct mc_daemon *d, void (*on_stop)(void *ctx), void *ctx)
 	d->stop_ctx = ctx;
 	if ((rv = uv_signal_start(&d->sig_term, signal_cb, SIGTERM)) != 0 ||
 	    (rv = uv_signal_start(&d->sig_int, signal_cb, SIGINT)) != 0) {
-		mc_error("signal handlers: %s", uv_strerror(rv));
-		d->exit_code = 1;
+		mc_error("signal handlers error=\"%s\"", uv_strerror(rv));
+		/* Let the daemon close what it started, then leave. */
+		mc_daemon_fail(d);
+		uv_run(d->loop, UV_RUN_DEFAULT);
 		return -1;
 	}
 	/* Signals alone must not keep the loop running once the daemon has

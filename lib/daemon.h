@@ -69,7 +69,8 @@ int mc_daemon_init(struct mc_daemon *d, const char *prog,
 /* Start the signal handlers and run the loop until nothing is left on it.
  * on_stop(ctx) is called once on the first SIGTERM/SIGINT or
  * mc_daemon_stop; later signals are logged and ignored. Returns 0, or -1
- * when the loop could not run. */
+ * (exit_code 1) when the signal handlers could not be set up: on_stop has
+ * then been called and the loop run until empty. */
 int mc_daemon_run(struct mc_daemon *d, void (*on_stop)(void *ctx), void *ctx);
 
 /* Ask for a clean shutdown from inside the daemon (loop thread only):

@@ -299,16 +299,16 @@ def dir_alias(d, address):
     return find(d.get("aliases", []), "address", address)
 
 
-def rpc_poke(*args, input=None, timeout=30):
-    """Run rpc_poke; returns (exit code, stdout text, stderr text). input
-    is bytes."""
+def rpc_poke(*args, input=None, timeout=30, binary=False):
+    """Run rpc_poke; returns (exit code, stdout, stderr text). input is
+    bytes; stdout is text, or bytes with binary=True (for --dump)."""
     tool = os.environ.get("MC_RPC_POKE") or os.path.join(
         MC_BIN, "tests", "integration", "rpc_poke")
     p = subprocess.run([tool] + list(args), input=input or b"",
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout)
-    return p.returncode, p.stdout.decode(errors="replace"), \
-        p.stderr.decode(errors="replace")
+    out = p.stdout if binary else p.stdout.decode(errors="replace")
+    return p.returncode, out, p.stderr.decode(errors="replace")
 
 
 # ---- runner ----

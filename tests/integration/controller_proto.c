@@ -1,0 +1,354 @@
+/* Protocol-level checks of a running controller that mailctl cannot see:
+ * each mutation bumps the version by exactly one, deltas on both PUB
+ * topics are consecutive and carry password hashes only on 'M', deletes
+ * precede upserts, snapshots follow the node's kind, node registration is
+ * validated. Run by test_controller_proto.py against a fresh cluster with
+ * the environment of its cluster.env (MAILCTL_URL, MAILCTL_TOKEN_FILE,
+ * MC_NODE_TOKEN_FILE, MC_PUBLISH_URL). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "config.h"
+#include "rpc.h"
+#include "test.h"
+
+static nng_socket req_sock;
+static char *admin_token, *node_token;
+
+static Mc__Response *
+call(Mc__Request *req, const char *token)
+{
+	Mc__Response *resp = NULL;
+	const char *err;
+
+	req->token = (char *)token;
+	if (mc_rpc_call(req_sock, req, 5000, &resp, &err) < 0) {
+		fprintf(stderr, "rpc: %s\n", err);
+		exit(1);
+	}
+	return resp;
+}
+
+static uint64_t
+cluster_version(void)
+{
+	Mc__Request req = MC__REQUEST__INIT;
+	Mc__StatusReq st = MC__STATUS_REQ__INIT;
+	Mc__Response *resp;
+	uint64_t v;
+
+	req.body_case = MC__REQUEST__BODY_STATUS;
+	req.status = &st;
+	resp = call(&req, admin_token);
+	v = resp->status_info->version;
+	mc__response__free_unpacked(resp, NULL);
+	return v;
+}
+
+static Mc__Status
+domain_add(const char *name, uint64_t *version_r)
+{
+	Mc__Request req = MC__REQUEST__INIT;
+	Mc__DomainAddReq q = MC__DOMAIN_ADD_REQ__INIT;
+	Mc__Response *resp;
+	Mc__Status st;
+
+	q.name = (char *)name;
+	req.body_case = MC__REQUEST__BODY_DOMAIN_ADD;
+	req.domain_add = &q;
+	resp = call(&req, admin_token);
+	st = resp->status;
+	if (version_r != NULL)
+		*version_r = resp->version;
+	mc__response__free_unpacked(resp, NULL);
+	return st;
+}
+
+static Mc__Status
+account_add(const char *address, uint64_t *id_r)
+{
+	Mc__Request req = MC__REQUEST__INIT;
+	Mc__AccountAddReq q = MC__ACCOUNT_ADD_REQ__INIT;
+	Mc__Response *resp;
+	Mc__Status st;
+
+	q.address = (char *)address;
+	q.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+	req.body_case = MC__REQUEST__BODY_ACCOUNT_ADD;
+	req.account_add = &q;
+	resp = call(&req, admin_token);
+	st = resp->status;
+	if (id_r != NULL && st == MC__STATUS__STATUS_OK)
+		*id_r = resp->account->id;
+	mc__response__free_unpacked(resp, NULL);
+	return st;
+}
+
+static Mc__Status
+simple_admin(Mc__Request__BodyCase body, void *msg)
+{
+	Mc__Request req = MC__REQUEST__INIT;
+	Mc__Response *resp;
+	Mc__Status st;
+
+	req.body_case = body;
+	req.domain_rm = msg; /* oneof: every member shares the pointer slot */
+	resp = call(&req, admin_token);
+	st = resp->status;
+	mc__response__free_unpacked(resp, NULL);
+	return st;
+}
+
+/* Receive the next delta on sub; checks the topic byte. NULL on timeout. */
+static Mc__Delta *
+next_delta(nng_socket sub, char topic)
+{
+	nng_msg *msg;
+	Mc__Delta *d;
+
+	if (nng_recvmsg(sub, &msg, 0) != 0)
+		return NULL;
+	CHECK(nng_msg_len(msg) >= 1 && ((char *)nng_msg_body(msg))[0] == topic);
+	d = mc__delta__unpack(NULL, nng_msg_len(msg) - 1,
+	                      (uint8_t *)nng_msg_body(msg) + 1);
+	nng_msg_free(msg);
+	CHECK(d != NULL);
+	return d;
+}
+
+static nng_socket
+subscribe(const char *url, char topic)
+{
+	nng_socket s;
+	const char *err;
+
+	if (nng_sub0_open(&s) != 0 || mc_rpc_dial(s, url, NULL, false, &err) < 0) {
+		fprintf(stderr, "sub: cannot dial %s\n", url);
+		exit(1);
+	}
+	nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, &topic, 1);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 3000);
+	return s;
+}
+
+static void
+test_versions_and_topics(const char *pub_url)
+{
+	nng_socket sm = subscribe(pub_url, MC_TOPIC_MAILBOX);
+	nng_socket sr = subscribe(pub_url, MC_TOPIC_RELAY);
+	uint64_t v0, v1, v2, id = 0;
+	Mc__Delta *dm, *dr;
+
+	usleep(300 * 1000); /* let the subscriptions reach the publisher */
+	v0 = cluster_version();
+	CHECK(domain_add("proto.test", &v1) == MC__STATUS__STATUS_OK);
+	CHECK(v1 == v0 + 1);
+	CHECK(account_add("Alice@Proto.Test", &id) == MC__STATUS__STATUS_OK);
+	v2 = cluster_version();
+	CHECK(v2 == v1 + 1);
+	/* A refused mutation does not move the version. */
+	CHECK(domain_add("proto.test", NULL) == MC__STATUS__STATUS_EXISTS);
+	CHECK(account_add("alice@proto.test", NULL) == MC__STATUS__STATUS_EXISTS);
+	CHECK(account_add("bob@nowhere.test", NULL) == MC__STATUS__STATUS_NOT_FOUND);
+	CHECK(domain_add("bad..name", NULL) == MC__STATUS__STATUS_INVALID);
+	CHECK(cluster_version() == v2);
+
+	dm = next_delta(sm, MC_TOPIC_MAILBOX);
+	dr = next_delta(sr, MC_TOPIC_RELAY);
+	CHECK(dm && dm->from_version == v0 && dm->to_version == v1);
+	CHECK(dr && dr->from_version == v0 && dr->to_version == v1);
+	CHECK(dm && dm->n_changes == 1 &&
+	      dm->changes[0]->object_case == MC__CHANGE__OBJECT_DOMAIN &&
+	      strcmp(dm->changes[0]->domain->name, "proto.test") == 0);
+	mc__delta__free_unpacked(dm, NULL);
+	mc__delta__free_unpacked(dr, NULL);
+
+	dm = next_delta(sm, MC_TOPIC_MAILBOX);
+	dr = next_delta(sr, MC_TOPIC_RELAY);
+	CHECK(dm && dm->from_version == v1 && dm->to_version == v2 && dm->n_changes == 1);
+	CHECK(dr && dr->from_version == v1 && dr->to_version == v2 && dr->n_changes == 1);
+	if (dm && dr && dm->n_changes == 1 && dr->n_changes == 1) {
+		Mc__Account *am = dm->changes[0]->account, *ar = dr->changes[0]->account;
+
+		CHECK(am && ar && am->id == id && ar->id == id);
+		/* Case kept for display, domain normalised. */
+		CHECK(am && strcmp(am->local_part, "Alice") == 0 &&
+		      strcmp(am->domain, "proto.test") == 0);
+		CHECK(am && strncmp(am->password_hash, "$argon2id$", 10) == 0);
+		CHECK(ar && ar->password_hash[0] == '\0');
+		CHECK(am && am->shard < 64);
+	}
+	mc__delta__free_unpacked(dm, NULL);
+	mc__delta__free_unpacked(dr, NULL);
+
+	/* rm --force: deletes of the account, an alias and the domain in
+	 * one delta, before any upsert. */
+	{
+		Mc__AliasAddReq al = MC__ALIAS_ADD_REQ__INIT;
+		Mc__DomainRmReq rm = MC__DOMAIN_RM_REQ__INIT;
+		char *dest = "alice@proto.test";
+		uint64_t before;
+
+		al.address = "*@proto.test";
+		al.n_destinations = 1;
+		al.destinations = &dest;
+		CHECK(simple_admin(MC__REQUEST__BODY_ALIAS_ADD, &al) == MC__STATUS__STATUS_OK);
+		mc__delta__free_unpacked(next_delta(sm, MC_TOPIC_MAILBOX), NULL);
+		before = cluster_version();
+		rm.name = "proto.test";
+		CHECK(simple_admin(MC__REQUEST__BODY_DOMAIN_RM, &rm) ==
+		      MC__STATUS__STATUS_CONFLICT);
+		CHECK(cluster_version() == before);
+		rm.force = true;
+		CHECK(simple_admin(MC__REQUEST__BODY_DOMAIN_RM, &rm) == MC__STATUS__STATUS_OK);
+		CHECK(cluster_version() == before + 1);
+		dm = next_delta(sm, MC_TOPIC_MAILBOX);
+		CHECK(dm && dm->n_changes == 3 && dm->to_version == before + 1);
+		for (size_t i = 0; dm && i < dm->n_changes; i++)
+			CHECK(dm->changes[i]->op == MC__CHANGE__OP__DELETE);
+		mc__delta__free_unpacked(dm, NULL);
+	}
+	/* Recreate under the same name: new ids. */
+	{
+		uint64_t id2 = 0;
+
+		CHECK(domain_add("proto.test", NULL) == MC__STATUS__STATUS_OK);
+		CHECK(account_add("alice@proto.test", &id2) == MC__STATUS__STATUS_OK);
+		CHECK(id2 != 0 && id2 != id);
+	}
+	mc__delta__free_unpacked(next_delta(sr, MC_TOPIC_RELAY), NULL);
+	nng_close(sm);
+	nng_close(sr);
+}
+
+static Mc__Response *
+node_call(Mc__Request__BodyCase body, void *msg)
+{
+	Mc__Request req = MC__REQUEST__INIT;
+
+	req.body_case = body;
+	req.register_ = msg;
+	return call(&req, node_token);
+}
+
+static void
+test_nodes(void)
+{
+	Mc__RegisterReq reg = MC__REGISTER_REQ__INIT;
+	Mc__SnapshotReq snap = MC__SNAPSHOT_REQ__INIT;
+	Mc__HeartbeatReq hb = MC__HEARTBEAT_REQ__INIT;
+	Mc__Response *resp;
+	uint64_t mailbox_id = 0, relay_id = 0;
+
+	reg.name = "proto-mailbox";
+	reg.kind = MC__NODE_KIND__NODE_KIND_MAILBOX;
+	resp = node_call(MC__REQUEST__BODY_REGISTER, &reg);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->register_->node_id > 0 &&
+	      resp->register_->heartbeat_ms > 0);
+	if (resp->status == MC__STATUS__STATUS_OK)
+		mailbox_id = resp->register_->node_id;
+	mc__response__free_unpacked(resp, NULL);
+
+	/* Same name, other kind: refused. */
+	reg.kind = MC__NODE_KIND__NODE_KIND_RELAY;
+	resp = node_call(MC__REQUEST__BODY_REGISTER, &reg);
+	CHECK(resp->status == MC__STATUS__STATUS_CONFLICT);
+	mc__response__free_unpacked(resp, NULL);
+	reg.name = "Bad Name";
+	resp = node_call(MC__REQUEST__BODY_REGISTER, &reg);
+	CHECK(resp->status == MC__STATUS__STATUS_INVALID);
+	mc__response__free_unpacked(resp, NULL);
+	reg.name = "proto-relay";
+	resp = node_call(MC__REQUEST__BODY_REGISTER, &reg);
+	CHECK(resp->status == MC__STATUS__STATUS_OK);
+	if (resp->status == MC__STATUS__STATUS_OK)
+		relay_id = resp->register_->node_id;
+	mc__response__free_unpacked(resp, NULL);
+
+	/* Snapshots: hashes for the mailbox node only. */
+	snap.node_id = mailbox_id;
+	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1 &&
+	      resp->snapshot->version == cluster_version() &&
+	      resp->snapshot->shard_count == 64);
+	if (resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1)
+		CHECK(resp->snapshot->accounts[0]->password_hash[0] == '$');
+	mc__response__free_unpacked(resp, NULL);
+	snap.node_id = relay_id;
+	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1);
+	for (size_t i = 0; resp->status == MC__STATUS__STATUS_OK &&
+	                   i < resp->snapshot->n_accounts; i++)
+		CHECK(resp->snapshot->accounts[i]->password_hash[0] == '\0');
+	mc__response__free_unpacked(resp, NULL);
+	snap.node_id = 999999;
+	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
+	CHECK(resp->status == MC__STATUS__STATUS_NOT_FOUND);
+	mc__response__free_unpacked(resp, NULL);
+
+	/* Heartbeats: a known node gets the cluster version. */
+	hb.node_id = mailbox_id;
+	hb.applied_version = 1;
+	resp = node_call(MC__REQUEST__BODY_HEARTBEAT, &hb);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->heartbeat->known &&
+	      resp->heartbeat->version == cluster_version());
+	mc__response__free_unpacked(resp, NULL);
+	hb.node_id = 999999;
+	resp = node_call(MC__REQUEST__BODY_HEARTBEAT, &hb);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && !resp->heartbeat->known);
+	mc__response__free_unpacked(resp, NULL);
+
+	/* Node credentials do not open the admin API, nor the reverse. */
+	{
+		Mc__Request req = MC__REQUEST__INIT;
+		Mc__StatusReq st = MC__STATUS_REQ__INIT;
+
+		req.body_case = MC__REQUEST__BODY_STATUS;
+		req.status = &st;
+		resp = call(&req, node_token);
+		CHECK(resp->status == MC__STATUS__STATUS_UNAUTHORIZED);
+		mc__response__free_unpacked(resp, NULL);
+		reg.name = "proto-mailbox";
+		reg.kind = MC__NODE_KIND__NODE_KIND_MAILBOX;
+		req.body_case = MC__REQUEST__BODY_REGISTER;
+		req.register_ = &reg;
+		resp = call(&req, admin_token);
+		CHECK(resp->status == MC__STATUS__STATUS_UNAUTHORIZED);
+		mc__response__free_unpacked(resp, NULL);
+	}
+}
+
+int
+main(void)
+{
+	const char *url = getenv("MAILCTL_URL"), *pub = getenv("MC_PUBLISH_URL");
+	const char *admin = getenv("MAILCTL_TOKEN_FILE");
+	const char *node = getenv("MC_NODE_TOKEN_FILE");
+	const char *err;
+
+	if (!url || !pub || !admin || !node) {
+		fprintf(stderr, "controller_proto: run with a cluster.env loaded\n");
+		return 2;
+	}
+	if (mc_secret_read_file(admin, &admin_token, &err) < 0 ||
+	    mc_secret_read_file(node, &node_token, &err) < 0) {
+		fprintf(stderr, "controller_proto: %s\n", err);
+		return 2;
+	}
+	if (nng_req0_open(&req_sock) != 0 ||
+	    mc_rpc_dial(req_sock, url, NULL, false, &err) < 0) {
+		fprintf(stderr, "controller_proto: %s\n", err);
+		return 2;
+	}
+	test_versions_and_topics(pub);
+	test_nodes();
+	nng_close(req_sock);
+	mc_secret_free(&admin_token);
+	mc_secret_free(&node_token);
+	return mc_test_done();
+}

@@ -65,7 +65,7 @@ account_add(struct cli *cli)
 	Mc__AccountAddReq body = MC__ACCOUNT_ADD_REQ__INIT;
 	Mc__Request req = MC__REQUEST__INIT;
 	Mc__Response *resp = NULL;
-	char quota[CLI_FMT_SIZE];
+	char quota[CLI_FMT_SIZE], *detail = NULL;
 	int ret;
 
 	if ((ret = cli_check_address(cli, "address", cli->operands[0], false,
@@ -81,16 +81,16 @@ account_add(struct cli *cli)
 		goto out;
 	cli_format_size(cli->args.quota_bytes, quota);
 	if (resp->body_case == MC__RESPONSE__BODY_ACCOUNT)
-		what = mc_asprintf("added account %s@%s (id %" PRIu64
-		                   ", shard %u, quota %s)",
-		                   resp->account->local_part, resp->account->domain,
-		                   resp->account->id, resp->account->shard, quota);
+		detail = mc_asprintf("shard %u, quota %s", resp->account->shard,
+		                     quota);
 	else
-		what = mc_asprintf("added account %s (quota %s)", address, quota);
-	ret = cli_mutation_done(cli, resp, what);
+		detail = mc_asprintf("quota %s", quota);
+	what = mc_asprintf("added account %s", address);
+	ret = cli_mutation_done(cli, resp, what, detail);
 out:
 	free_hash(&hash);
 	free(what);
+	free(detail);
 	if (resp != NULL)
 		mc__response__free_unpacked(resp, NULL);
 	return ret;
@@ -238,7 +238,7 @@ account_rm(struct cli *cli)
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
 		return ret;
 	what = mc_asprintf("removed account %s", address);
-	ret = cli_mutation_done(cli, resp, what);
+	ret = cli_mutation_done(cli, resp, what, NULL);
 	free(what);
 	mc__response__free_unpacked(resp, NULL);
 	return ret;
@@ -264,7 +264,7 @@ account_passwd(struct cli *cli)
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
 		goto out;
 	what = mc_asprintf("changed the password of %s", address);
-	ret = cli_mutation_done(cli, resp, what);
+	ret = cli_mutation_done(cli, resp, what, NULL);
 out:
 	free_hash(&hash);
 	free(what);

@@ -72,12 +72,8 @@ alias_add(struct cli *cli)
 	req.alias_add = &body;
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
 		goto out;
-	if (resp->body_case == MC__RESPONSE__BODY_ALIAS)
-		what = mc_asprintf("added alias %s (id %" PRIu64 ")", source,
-		                   resp->alias->id);
-	else
-		what = mc_asprintf("added alias %s", source);
-	ret = cli_mutation_done(cli, resp, what);
+	what = mc_asprintf("added alias %s", source);
+	ret = cli_mutation_done(cli, resp, what, NULL);
 out:
 	free(what);
 	free(destp);
@@ -158,7 +154,7 @@ alias_rm(struct cli *cli)
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
 		return ret;
 	what = mc_asprintf("removed alias %s", source);
-	ret = cli_mutation_done(cli, resp, what);
+	ret = cli_mutation_done(cli, resp, what, NULL);
 	free(what);
 	mc__response__free_unpacked(resp, NULL);
 	return ret;

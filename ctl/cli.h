@@ -137,11 +137,12 @@ int cli_connect(struct cli *cli);
  * when the controller answered OK; otherwise reports the problem and
  * returns the exit code. */
 int cli_call(struct cli *cli, Mc__Request *req, Mc__Response **resp_r);
-/* Report a successful mutation: human line "<what> (version N)" or the
- * JSON {"ok":true,...}; with --wait, first wait until every live node
- * applied resp->version. Returns the exit code. */
+/* Report a successful mutation: the human line "WHAT (id I, version N,
+ * DETAIL)" (id when the reply carries an object, detail may be NULL) or
+ * the JSON {"ok":true,"version":N,"id":I}; with --wait, also wait until
+ * every live node applied resp->version. Returns the exit code. */
 int cli_mutation_done(struct cli *cli, const Mc__Response *resp,
-                      const char *what);
+                      const char *what, const char *detail);
 
 /* output.c. Report an error: "mailctl: error: TEXT" on stderr and, with
  * --json, {"ok":false,"status":STATUS,"error":TEXT} on stdout. Returns

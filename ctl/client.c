@@ -5,10 +5,12 @@
  * StatusReq until every live node has applied a mutation's version. */
 #include "cli.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/protocol/reqrep0/req.h>
 
@@ -19,6 +21,68 @@
 
 #define CLI_WAIT_POLL_MS 100
 
+/* Transports the controller can listen on (see lib/rpc.h). */
+static bool
+url_supported(const char *url)
+{
+	static const char *const schemes[] = {
+		"tcp://", "tcp4://", "tcp6://", "ipc://", "abstract://",
+		"tls+tcp://", "tls+tcp4://", "tls+tcp6://"};
+
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0 &&
+		    url[strlen(schemes[i])] != '\0')
+			return true;
+	return false;
+}
+
+/* NULL or a readable file; otherwise reports and returns false. */
+static bool
+file_readable(const struct cli *cli, const char *option, const char *path)
+{
+	if (path == NULL || access(path, R_OK) == 0)
+		return true;
+	cli_fail(cli, CLI_EXIT_USAGE, "usage", "%s %s: %s", option, path,
+	         strerror(errno));
+	return false;
+}
+
+/* Everything about the connection that can be checked locally. */
+static int
+check_connection_args(const struct cli *cli)
+{
+	const struct cli_args *a = &cli->args;
+
+	if (a->url == NULL)
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
+		                "no controller URL: give --url or set MAILCTL_URL");
+	if (!url_supported(a->url))
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
+		                "unsupported controller URL '%s': expected "
+		                "tcp://HOST:PORT, ipc:///PATH or "
+		                "tls+tcp://HOST:PORT",
+		                a->url);
+	if (a->token_file == NULL)
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
+		                "no admin token: give --token-file or set "
+		                "MAILCTL_TOKEN_FILE");
+	if (!mc_rpc_url_is_tls(a->url))
+		return CLI_EXIT_OK; /* TLS options only matter for tls+tcp */
+	if (a->tls_ca == NULL)
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
+		                "%s needs --tls-ca (or MAILCTL_TLS_CA) to verify "
+		                "the controller's certificate",
+		                a->url);
+	if ((a->tls_cert == NULL) != (a->tls_key == NULL))
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
+		                "--tls-cert and --tls-key go together");
+	if (!file_readable(cli, "--tls-ca", a->tls_ca) ||
+	    !file_readable(cli, "--tls-cert", a->tls_cert) ||
+	    !file_readable(cli, "--tls-key", a->tls_key))
+		return CLI_EXIT_USAGE;
+	return CLI_EXIT_OK;
+}
+
 int
 cli_connect(struct cli *cli)
 {
@@ -28,26 +92,14 @@ cli_connect(struct cli *cli)
 		.key_file = cli->args.tls_key,
 	};
 	const char *error;
-	int rv;
+	int rv, ret;
 
 	if (cli->connected)
 		return CLI_EXIT_OK;
-	if (cli->args.url == NULL)
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "no controller URL: give --url or set MAILCTL_URL");
-	if (cli->args.token_file == NULL)
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "no admin token: give --token-file or set "
-		                "MAILCTL_TOKEN_FILE");
-	if (mc_rpc_url_is_tls(cli->args.url) && cli->args.tls_ca == NULL)
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "%s needs --tls-ca (or MAILCTL_TLS_CA) to verify "
-		                "the controller's certificate",
-		                cli->args.url);
-	if ((cli->args.tls_cert == NULL) != (cli->args.tls_key == NULL))
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "--tls-cert and --tls-key go together");
-	if (mc_secret_read_file(cli->args.token_file, &cli->token, &error) < 0)
+	if ((ret = check_connection_args(cli)) != CLI_EXIT_OK)
+		return ret;
+	if (cli->token == NULL &&
+	    mc_secret_read_file(cli->args.token_file, &cli->token, &error) < 0)
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
 		                "admin token: %s", error);
 	if ((rv = nng_req0_open(&cli->sock)) != 0)
@@ -278,22 +330,31 @@ wait_timed_out(struct cli *cli, const Mc__Response *resp,
 }
 
 int
-cli_mutation_done(struct cli *cli, const Mc__Response *resp, const char *what)
+cli_mutation_done(struct cli *cli, const Mc__Response *resp, const char *what,
+                  const char *detail)
 {
 	struct wait_state w = {0};
 	int ret = CLI_EXIT_OK;
+	char idtext[32] = "";
+	uint64_t id;
 
 	if (!cli->args.json) {
-		printf("%s (version %" PRIu64 ")\n", what, resp->version);
+		if (response_object_id(resp, &id))
+			snprintf(idtext, sizeof(idtext), "id %" PRIu64 ", ", id);
+		printf("%s (%sversion %" PRIu64 "%s%s)\n", what, idtext,
+		       resp->version, detail != NULL ? ", " : "",
+		       detail != NULL ? detail : "");
 		fflush(stdout);
 	}
 	if (cli->args.wait && wait_applied(cli, resp->version, &w) < 0)
 		ret = wait_timed_out(cli, resp, &w);
 	else if (cli->args.json)
 		cli_json_print(mutation_json(resp, true));
+	else if (cli->args.wait && w.live == 0)
+		printf("no live node to wait for\n");
 	else if (cli->args.wait)
-		printf("version %" PRIu64 " applied by all %zu live node%s\n",
-		       resp->version, w.live, w.live == 1 ? "" : "s");
+		printf("version %" PRIu64 " applied by every live node (%zu)\n",
+		       resp->version, w.live);
 	wait_state_fini(&w);
 	return ret;
 }

@@ -24,12 +24,11 @@ domain_add(struct cli *cli)
 	req.domain_add = &body;
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
 		return ret;
-	if (resp->body_case == MC__RESPONSE__BODY_DOMAIN)
-		what = mc_asprintf("added domain %s (id %" PRIu64 ")",
-		                   resp->domain->name, resp->domain->id);
-	else
-		what = mc_asprintf("added domain %s", name);
-	ret = cli_mutation_done(cli, resp, what);
+	what = mc_asprintf("added domain %s",
+	                   resp->body_case == MC__RESPONSE__BODY_DOMAIN
+	                           ? resp->domain->name
+	                           : name);
+	ret = cli_mutation_done(cli, resp, what, NULL);
 	free(what);
 	mc__response__free_unpacked(resp, NULL);
 	return ret;
@@ -108,7 +107,7 @@ domain_rm(struct cli *cli)
 	what = mc_asprintf("removed domain %s%s", name,
 	                   cli->args.force ? " with its accounts and aliases"
 	                                   : "");
-	ret = cli_mutation_done(cli, resp, what);
+	ret = cli_mutation_done(cli, resp, what, NULL);
 	free(what);
 	mc__response__free_unpacked(resp, NULL);
 	return ret;

@@ -139,7 +139,8 @@ mc_addr_parse(const char *address, bool allow_wildcard, char *local_r,
 	}
 	len = strnlen(address, MC_ADDR_MAX + 1);
 	if (len > MC_ADDR_MAX) {
-		*error_r = mc_errorf("address longer than %d characters", MC_ADDR_MAX);
+		*error_r = mc_errorf("address longer than %d characters",
+		                     MC_ADDR_MAX);
 		return -1;
 	}
 	at = strrchr(address, '@');
@@ -163,12 +164,14 @@ mc_addr_parse(const char *address, bool allow_wildcard, char *local_r,
 	local[local_len] = '\0';
 	if (strcmp(local, "*") == 0) {
 		if (!allow_wildcard) {
-			*error_r = "'*' is only allowed as a catch-all alias source";
+			*error_r = "'*' is only allowed as a catch-all alias "
+			           "source";
 			return -1;
 		}
 	} else if (!mc_addr_local_valid(local)) {
-		*error_r = mc_errorf("invalid local part '%s'",
-		                     echo(local, local_len, shown, sizeof(shown)));
+		*error_r =
+		        mc_errorf("invalid local part '%s'",
+		                  echo(local, local_len, shown, sizeof(shown)));
 		return -1;
 	}
 	if (*domain == '\0') {
@@ -176,8 +179,9 @@ mc_addr_parse(const char *address, bool allow_wildcard, char *local_r,
 		return -1;
 	}
 	if (!mc_addr_domain_valid(domain)) {
-		*error_r = mc_errorf("invalid domain '%s'",
-		                     echo(domain, strlen(domain), shown, sizeof(shown)));
+		*error_r = mc_errorf(
+		        "invalid domain '%s'",
+		        echo(domain, strlen(domain), shown, sizeof(shown)));
 		return -1;
 	}
 	memcpy(local_r, local, local_len + 1);

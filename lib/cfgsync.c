@@ -197,6 +197,7 @@ garbage(struct mc_cfgsync *s, const char *reason)
 {
 	uint64_t now = uv_now(s->loop);
 
+	mc_debug("cfgsync ignoring published message reason=\"%s\"", reason);
 	s->garbage_dropped++;
 	if (s->garbage_logged && now - s->garbage_logged_at < SYNC_GARBAGE_LOG_MS)
 		return;
@@ -532,7 +533,10 @@ on_register(struct mc_cfgsync *s, const Mc__Response *resp,
 	s->cluster_version = r->version;
 	s->heartbeat_ms = hb;
 	uv_timer_start(&s->hb_timer, hb_cb, hb, hb);
-	if (r->version != mc_directory_version(s->dir))
+	/* A directory that never saw a snapshot lacks the shard count, even
+	 * at the cluster version (a fresh node in a fresh cluster). */
+	if (r->version != mc_directory_version(s->dir) ||
+	    mc_directory_shard_count(s->dir) == 0)
 		s->need_snapshot = true;
 	mc_info("cfgsync registered node_id=%llu cluster_version=%llu "
 	        "version=%llu heartbeat_ms=%u", (unsigned long long)r->node_id,

@@ -6,7 +6,8 @@
  *   serves its last config while the controller is away;
  * - dials control_url (REQ) and publish_url (SUB, topic 'M' for mailbox
  *   nodes, 'R' for relays) in the background, reconnecting forever;
- * - registers, fetches a snapshot unless already at the cluster version,
+ * - registers, fetches a snapshot unless already at the cluster version
+ *   (and holding a shard count, which only snapshots carry),
  *   applies published deltas (a gap => snapshot), heartbeats every
  *   heartbeat_ms and right after every change, fetches a snapshot when a
  *   heartbeat reports a newer version that no delta delivers within one

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <nng/nng.h>
+
 #include "error.h"
 #include "log.h"
 
@@ -179,8 +181,13 @@ mc_daemon_fini(struct mc_daemon *d)
 		uv_close((uv_handle_t *)&d->sig_int, NULL);
 		/* Runs the close callbacks of everything closed so far. */
 		uv_run(d->loop, UV_RUN_DEFAULT);
-		if (uv_loop_close(d->loop) != 0)
+		if (uv_loop_close(d->loop) != 0) {
 			uv_walk(d->loop, report_handle, NULL);
+		} else {
+			/* Every module has closed its sockets by now: release
+			 * nng's global threads so leak checkers stay quiet. */
+			nng_fini();
+		}
 		d->loop_ready = false;
 		d->loop = NULL;
 	}

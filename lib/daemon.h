@@ -81,8 +81,9 @@ void mc_daemon_stop(struct mc_daemon *d);
 void mc_daemon_fail(struct mc_daemon *d);
 
 /* Close the signal handles, run the loop until every pending close
- * callback has run, close the loop and free the config. Handles still
- * open at that point are a bug: they are logged and the loop is leaked.
+ * callback has run, close the loop, shut nng down (nng_fini: every nng
+ * socket must be closed by then) and free the config. Handles still open
+ * at that point are a bug: they are logged and the loop is leaked.
  * Safe to call after a failed mc_daemon_init. */
 void mc_daemon_fini(struct mc_daemon *d);
 

@@ -148,7 +148,8 @@ domain_remove(struct mc_directory *dir, struct dir_domain *dom, bool cascade)
 		doomed = mc_calloc(mc_hash_count(dir->accounts_by_id) + 1,
 		                   sizeof(*doomed));
 		while (mc_hash_next(dir->accounts_by_id, &pos, &v))
-			if (((struct dir_account *)v)->view.domain_id == dom->id)
+			if (((struct dir_account *)v)->view.domain_id ==
+			    dom->id)
 				doomed[n++] = v;
 		for (i = 0; i < n; i++)
 			account_remove(dir, doomed[i]);
@@ -319,8 +320,8 @@ alias_upsert(struct mc_directory *dir, const Mc__Alias *a)
 	al->address = mc_asprintf("%s@%s", str(a->local_part),
 	                          object_domain(dir, a->domain, a->domain_id));
 	al->key = mc_addr_lower(mc_strdup(al->address));
-	al->destinations = mc_calloc(a->n_destinations + 1,
-	                             sizeof(*al->destinations));
+	al->destinations =
+	        mc_calloc(a->n_destinations + 1, sizeof(*al->destinations));
 	for (i = 0; i < a->n_destinations; i++)
 		al->destinations[i] = mc_strdup(str(a->destinations[i]));
 	al->view.id = a->id;
@@ -342,25 +343,37 @@ change_delete(struct mc_directory *dir, const Mc__Change *c)
 {
 	void *obj;
 
-	switch (c->object_case) {
-	case MC__CHANGE__OBJECT_DOMAIN:
-		if (c->domain != NULL &&
-		    (obj = mc_hash_get(dir->domains_by_id, &c->domain->id)) != NULL)
+	if (c->object_case == MC__CHANGE__OBJECT_DOMAIN && c->domain != NULL) {
+		obj = mc_hash_get(dir->domains_by_id, &c->domain->id);
+		if (obj != NULL)
 			domain_remove(dir, obj, true);
-		break;
-	case MC__CHANGE__OBJECT_ACCOUNT:
-		if (c->account != NULL &&
-		    (obj = mc_hash_get(dir->accounts_by_id, &c->account->id)) != NULL)
+	} else if (c->object_case == MC__CHANGE__OBJECT_ACCOUNT &&
+	           c->account != NULL) {
+		obj = mc_hash_get(dir->accounts_by_id, &c->account->id);
+		if (obj != NULL)
 			account_remove(dir, obj);
-		break;
-	case MC__CHANGE__OBJECT_ALIAS:
-		if (c->alias != NULL &&
-		    (obj = mc_hash_get(dir->aliases_by_id, &c->alias->id)) != NULL)
+	} else if (c->object_case == MC__CHANGE__OBJECT_ALIAS &&
+	           c->alias != NULL) {
+		obj = mc_hash_get(dir->aliases_by_id, &c->alias->id);
+		if (obj != NULL)
 			alias_remove(dir, obj);
-		break;
-	default:
-		break; /* unknown kind from a newer controller: skip */
 	}
+	/* anything else (a kind from a newer controller) is skipped */
+}
+
+/* One UPSERT, if it is of the kind this pass handles (see apply_delta). */
+static void
+change_upsert(struct mc_directory *dir, const Mc__Change *c, int pass)
+{
+	if (pass == 0 && c->object_case == MC__CHANGE__OBJECT_DOMAIN &&
+	    c->domain != NULL)
+		domain_upsert(dir, c->domain);
+	else if (pass == 1 && c->object_case == MC__CHANGE__OBJECT_ACCOUNT &&
+	         c->account != NULL)
+		account_upsert(dir, c->account);
+	else if (pass == 2 && c->object_case == MC__CHANGE__OBJECT_ALIAS &&
+	         c->alias != NULL)
+		alias_upsert(dir, c->alias);
 }
 
 void
@@ -406,19 +419,8 @@ mc_directory_apply_delta(struct mc_directory *dir, const Mc__Delta *delta)
 		for (i = 0; i < delta->n_changes; i++) {
 			const Mc__Change *c = delta->changes[i];
 
-			if (c == NULL || c->op != MC__CHANGE__OP__UPSERT)
-				continue;
-			if (pass == 0 && c->object_case == MC__CHANGE__OBJECT_DOMAIN &&
-			    c->domain != NULL)
-				domain_upsert(dir, c->domain);
-			else if (pass == 1 &&
-			         c->object_case == MC__CHANGE__OBJECT_ACCOUNT &&
-			         c->account != NULL)
-				account_upsert(dir, c->account);
-			else if (pass == 2 &&
-			         c->object_case == MC__CHANGE__OBJECT_ALIAS &&
-			         c->alias != NULL)
-				alias_upsert(dir, c->alias);
+			if (c != NULL && c->op == MC__CHANGE__OP__UPSERT)
+				change_upsert(dir, c, pass);
 		}
 	}
 	dir->version = delta->to_version;
@@ -514,8 +516,10 @@ resolve_push(struct resolve *r, const struct dir_alias *al, unsigned depth)
 	mc_hash_put(r->seen_aliases, &al->view.id, (void *)al);
 	if (r->queue_len == r->queue_cap) {
 		r->queue_cap = r->queue_cap != 0 ? r->queue_cap * 2 : 8;
-		r->queue = mc_realloc(r->queue, r->queue_cap * sizeof(*r->queue));
-		r->depths = mc_realloc(r->depths, r->queue_cap * sizeof(*r->depths));
+		r->queue =
+		        mc_realloc(r->queue, r->queue_cap * sizeof(*r->queue));
+		r->depths = mc_realloc(r->depths,
+		                       r->queue_cap * sizeof(*r->depths));
 	}
 	r->queue[r->queue_len] = al;
 	r->depths[r->queue_len] = depth;
@@ -581,11 +585,11 @@ mc_directory_resolve(const struct mc_directory *dir, const char *address,
                      size_t *foreign_count_r)
 {
 	struct resolve r = {
-		.dir = dir,
-		.accounts = accounts_r,
-		.max = max,
-		.foreign = foreign_r,
-		.foreign_max = foreign_max,
+	        .dir = dir,
+	        .accounts = accounts_r,
+	        .max = max,
+	        .foreign = foreign_r,
+	        .foreign_max = foreign_max,
 	};
 	const struct dir_account *acc;
 	const struct dir_alias *al;
@@ -688,8 +692,8 @@ alias_export(const struct dir_alias *al)
 	a->domain_id = al->view.domain_id;
 	split_address(al->address, &a->local_part, &a->domain);
 	a->n_destinations = al->view.destination_count;
-	a->destinations = mc_calloc(a->n_destinations + 1,
-	                            sizeof(*a->destinations));
+	a->destinations =
+	        mc_calloc(a->n_destinations + 1, sizeof(*a->destinations));
 	for (i = 0; i < a->n_destinations; i++)
 		a->destinations[i] = mc_strdup(al->destinations[i]);
 	return a;
@@ -719,7 +723,8 @@ mc_directory_to_snapshot(const struct mc_directory *dir)
 	}
 	free(v);
 	v = sorted_values(dir->accounts_by_id, &snap->n_accounts);
-	snap->accounts = mc_calloc(snap->n_accounts + 1, sizeof(*snap->accounts));
+	snap->accounts =
+	        mc_calloc(snap->n_accounts + 1, sizeof(*snap->accounts));
 	for (i = 0; i < snap->n_accounts; i++)
 		snap->accounts[i] = account_export(v[i]);
 	free(v);

@@ -175,11 +175,16 @@ static int
 fsync_parent(const char *path, const char **error_r)
 {
 	const char *slash = strrchr(path, '/');
-	char *parent = slash == NULL   ? mc_strdup(".")
-	               : slash == path ? mc_strdup("/")
-	                               : mc_strndup(path, (size_t)(slash - path));
-	int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret = 0;
+	char *parent;
+	int fd, ret = 0;
 
+	if (slash == NULL)
+		parent = mc_strdup(".");
+	else if (slash == path)
+		parent = mc_strdup("/");
+	else
+		parent = mc_strndup(path, (size_t)(slash - path));
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) < 0) {
 		*error_r = mc_errorf("%s: fsync: %s", parent, strerror(errno));
 		ret = -1;
@@ -281,11 +286,19 @@ get_uint(json_t *obj, const char *where, const char *key, uint64_t max,
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    (uint64_t)json_integer_value(v) > max) {
 		*error_r = mc_errorf("%s: \"%s\" must be an integer from 0 to "
-		                     "%" PRIu64, where, key, max);
+		                     "%" PRIu64,
+		                     where, key, max);
 		return -1;
 	}
 	*v_r = (uint64_t)json_integer_value(v);
 	return 0;
+}
+
+static int
+get_id(json_t *obj, const char *where, const char *key, uint64_t *v_r,
+       const char **error_r)
+{
+	return get_uint(obj, where, key, INT64_MAX, v_r, error_r);
 }
 
 /* A string without NUL bytes, as a new heap copy. An absent optional key
@@ -324,7 +337,8 @@ get_address(json_t *obj, const char *where, char **local_r, char **domain_r,
 		return -1;
 	at = strrchr(address, '@');
 	if (at == NULL || at == address || at[1] == '\0') {
-		*error_r = mc_errorf("%s: \"address\" is not local@domain", where);
+		*error_r =
+		        mc_errorf("%s: \"address\" is not local@domain", where);
 		free(address);
 		return -1;
 	}
@@ -353,11 +367,12 @@ parse_domain(json_t *o, const char *where, Mc__Domain *d, const char **error_r)
 		*error_r = mc_errorf("%s: must be an object", where);
 		return -1;
 	}
-	if (get_uint(o, where, "id", INT64_MAX, &d->id, error_r) < 0 ||
+	if (get_id(o, where, "id", &d->id, error_r) < 0 ||
 	    get_str(o, where, "name", true, &d->name, error_r) < 0)
 		return -1;
 	if (!json_is_integer(created)) {
-		*error_r = mc_errorf("%s: \"created_at\" must be an integer", where);
+		*error_r = mc_errorf("%s: \"created_at\" must be an integer",
+		                     where);
 		return -1;
 	}
 	d->created_at = json_integer_value(created);
@@ -374,9 +389,8 @@ parse_account(json_t *o, const char *where, Mc__Account *a,
 		*error_r = mc_errorf("%s: must be an object", where);
 		return -1;
 	}
-	if (get_uint(o, where, "id", INT64_MAX, &a->id, error_r) < 0 ||
-	    get_uint(o, where, "domain_id", INT64_MAX, &a->domain_id,
-	             error_r) < 0 ||
+	if (get_id(o, where, "id", &a->id, error_r) < 0 ||
+	    get_id(o, where, "domain_id", &a->domain_id, error_r) < 0 ||
 	    get_address(o, where, &a->local_part, &a->domain, error_r) < 0 ||
 	    get_str(o, where, "password_hash", false, &a->password_hash,
 	            error_r) < 0 ||
@@ -398,26 +412,27 @@ parse_alias(json_t *o, const char *where, Mc__Alias *a, const char **error_r)
 		*error_r = mc_errorf("%s: must be an object", where);
 		return -1;
 	}
-	if (get_uint(o, where, "id", INT64_MAX, &a->id, error_r) < 0 ||
-	    get_uint(o, where, "domain_id", INT64_MAX, &a->domain_id,
-	             error_r) < 0 ||
+	if (get_id(o, where, "id", &a->id, error_r) < 0 ||
+	    get_id(o, where, "domain_id", &a->domain_id, error_r) < 0 ||
 	    get_address(o, where, &a->local_part, &a->domain, error_r) < 0)
 		return -1;
 	dests = json_object_get(o, "destinations");
 	if (!json_is_array(dests)) {
-		*error_r = mc_errorf("%s: \"destinations\" must be an array", where);
+		*error_r = mc_errorf("%s: \"destinations\" must be an array",
+		                     where);
 		return -1;
 	}
 	a->n_destinations = json_array_size(dests);
-	a->destinations = mc_calloc(a->n_destinations + 1,
-	                            sizeof(*a->destinations));
+	a->destinations =
+	        mc_calloc(a->n_destinations + 1, sizeof(*a->destinations));
 	for (i = 0; i < a->n_destinations; i++) {
 		json_t *v = json_array_get(dests, i);
 
 		if (!json_is_string(v) ||
 		    strlen(json_string_value(v)) != json_string_length(v)) {
 			*error_r = mc_errorf("%s: destinations[%zu] must be a "
-			                     "string", where, i);
+			                     "string",
+			                     where, i);
 			return -1;
 		}
 		a->destinations[i] = mc_strdup(json_string_value(v));
@@ -463,7 +478,8 @@ json_snapshot(json_t *root, const char **error_r)
 			goto fail;
 	}
 	snap->n_accounts = json_array_size(accs);
-	snap->accounts = mc_calloc(snap->n_accounts + 1, sizeof(*snap->accounts));
+	snap->accounts =
+	        mc_calloc(snap->n_accounts + 1, sizeof(*snap->accounts));
 	for (i = 0; i < snap->n_accounts; i++) {
 		snap->accounts[i] = mc_malloc(sizeof(*snap->accounts[i]));
 		mc__account__init(snap->accounts[i]);
@@ -499,7 +515,7 @@ mc_directory_load(struct mc_directory *dir, const char *path,
 	int saved;
 
 	if (f == NULL) {
-		/* Keep errno: callers tell a first start (ENOENT) from a fault. */
+		/* Keep errno: ENOENT is a first start, not a fault. */
 		saved = errno;
 		*error_r = mc_errorf("%s: %s", path, strerror(saved));
 		errno = saved;
@@ -508,8 +524,8 @@ mc_directory_load(struct mc_directory *dir, const char *path,
 	root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
 	fclose(f);
 	if (root == NULL) {
-		*error_r = mc_errorf("%s:%d:%d: %s", path, jerr.line, jerr.column,
-		                     jerr.text);
+		*error_r = mc_errorf("%s:%d:%d: %s", path, jerr.line,
+		                     jerr.column, jerr.text);
 		errno = EINVAL;
 		return -1;
 	}

@@ -94,7 +94,8 @@ find_slot(const struct mc_hash *h, const void *key, uint64_t hash)
 	size_t mask = h->cap - 1, i = (size_t)hash & mask;
 
 	while (h->slots[i].key != NULL) {
-		if (h->slots[i].hash == hash && key_equal(h, h->slots[i].key, key))
+		if (h->slots[i].hash == hash &&
+		    key_equal(h, h->slots[i].key, key))
 			break;
 		i = (i + 1) & mask;
 	}

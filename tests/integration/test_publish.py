@@ -5,10 +5,8 @@ only), and a node started later catches up from a snapshot."""
 
 import os
 import stat
-import time
 
-from harness import (Cluster, dir_account, dir_alias, dir_domain, run_tests,
-                     wait_until)
+from harness import Cluster, dir_account, dir_alias, dir_domain, run_tests
 
 PUBLISH_DEADLINE_S = 1.0
 ids = {}
@@ -50,6 +48,10 @@ def check_directory(c, name, mailbox):
     d = c.directory(name)
     assert d is not None, "%s has no directory.json" % name
     assert d["version"] >= ids["version"], (name, d["version"], ids)
+    shards = c.status()["shard_count"]
+    assert d.get("shard_count") == shards, \
+        "%s directory.json shard_count %r, cluster has %d" % (
+            name, d.get("shard_count"), shards)
     dom = dir_domain(d, "pub.test")
     assert dom is not None, (name, d)
     if ids.get("domain"):

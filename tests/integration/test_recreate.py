@@ -17,9 +17,7 @@ def settle(c, version):
 
 
 def account_id(c, address):
-    r = c.ok("account", "show", address)
-    acct = r.get("account", r)
-    return acct["id"]
+    return c.ok("account", "show", address)["account"]["id"]
 
 
 def test_setup(c):
@@ -54,22 +52,27 @@ def test_account_recreated(c):
             assert acct["password_hash"] != old_hash, n
 
 
+def alias_id(c, address):
+    for a in c.ok("alias", "list")["aliases"]:
+        if a["address"] == address:
+            return a["id"]
+    raise AssertionError("alias %s not listed" % address)
+
+
 def test_alias_recreated(c):
-    old = c.ok("alias", "list")
-    old_alias = [a for a in old.get("aliases", old if isinstance(old, list) else [])
-                 if a.get("address", "%s@%s" % (a.get("local_part"), a.get("domain")))
-                 == "team@rec.test"]
+    old_id = alias_id(c, "team@rec.test")
     c.ok("alias", "rm", "team@rec.test")
     r = c.ok("alias", "add", "team@rec.test", "bob@rec.test", "carol@else.test")
+    new_id = alias_id(c, "team@rec.test")
+    assert new_id != old_id, "recreated alias kept id %d" % old_id
     settle(c, r["version"])
     for n in c.members():
-        al = dir_alias(c.directory(n), "team@rec.test")
+        d = c.directory(n)
+        al = dir_alias(d, "team@rec.test")
         assert al is not None, n
+        assert al["id"] == new_id, (n, al, new_id)
         assert al["destinations"] == ["bob@rec.test", "carol@else.test"], (n, al)
-        if old_alias:
-            assert al["id"] != old_alias[0]["id"], (n, al, old_alias)
-        if "id" in r:
-            assert al["id"] == r["id"], (n, al, r)
+        assert ("aliases", old_id) not in all_ids(d), (n, old_id)
 
 
 def test_domain_recreated(c):

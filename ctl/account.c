@@ -21,8 +21,9 @@ static json_t *
 account_json(const Mc__Account *a)
 {
 	char *addr = account_address(a);
-	json_t *j = json_pack("{s:o, s:s, s:i, s:o, s:I}", "id", cli_json_u64(a->id),
-	                      "address", addr, "shard", (int)a->shard,
+	json_t *j = json_pack("{s:o, s:o, s:i, s:o, s:I}", "id",
+	                      cli_json_u64(a->id), "address",
+	                      cli_json_str(addr), "shard", (int)a->shard,
 	                      "quota_bytes", cli_json_u64(a->quota_bytes),
 	                      "created_at", (json_int_t)a->created_at);
 
@@ -108,14 +109,16 @@ print_accounts(const struct cli *cli, const Mc__AccountList *list)
 	if (cli->args.json) {
 		arr = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, account_json(list->accounts[i]));
+			json_array_append_new(arr,
+			                      account_json(list->accounts[i]));
 		cli_json_print(json_pack("{s:o}", "accounts", arr));
 		return;
 	}
 	cli_table_init(&t, 5, headers);
 	for (size_t i = 0; i < n; i++) {
 		const Mc__Account *a = list->accounts[i];
-		char id[24], shard[16], quota[CLI_FMT_SIZE], created[CLI_FMT_SIZE];
+		char id[24], shard[16], quota[CLI_FMT_SIZE],
+		        created[CLI_FMT_SIZE];
 		char *addr = account_address(a);
 
 		snprintf(id, sizeof(id), "%" PRIu64, a->id);
@@ -139,7 +142,8 @@ account_list(struct cli *cli)
 	int ret;
 
 	if (cli->args.domain != NULL &&
-	    (ret = cli_check_domain(cli, cli->args.domain, domain)) != CLI_EXIT_OK)
+	    (ret = cli_check_domain(cli, cli->args.domain, domain)) !=
+	            CLI_EXIT_OK)
 		return ret;
 	body.domain = domain;
 	req.body_case = MC__REQUEST__BODY_ACCOUNT_LIST;
@@ -273,27 +277,47 @@ out:
 	return ret;
 }
 
-#define ACCOUNT_PASSWORD_HELP                                                 \
-	"The password is never taken from the command line. When standard\n"  \
-	"input is not a terminal its first line is the password (newline\n"   \
-	"stripped, 1 to 1024 bytes); on a terminal it is asked for twice\n"   \
-	"without echo. mailctl sends only its argon2id hash (t=2, m=19 MiB,\n" \
-	"p=1). Example:\n"                                                    \
+#define ACCOUNT_PASSWORD_HELP                                                  \
+	"The password is never taken from the command line. When standard\n"   \
+	"input is not a terminal its first line is the password (newline\n"    \
+	"stripped, 1 to 1024 bytes); on a terminal it is asked for twice\n"    \
+	"without echo. mailctl sends only its argon2id hash (t=2,\n"           \
+	"m=19 MiB, p=1). Example:\n"                                           \
 	"  printf '%s\\n' \"$PW\" | mailctl account passwd bob@example.org\n"
 
+static const char account_add_help[] =
+        "ADDRESS is local@domain; the domain must exist. The controller\n"
+        "assigns the account to a shard.\n\n" ACCOUNT_PASSWORD_HELP "\n"
+        "Options:\n"
+        "  --quota SIZE       mailbox size limit: bytes, or a number with\n"
+        "                     K, M, G or T (base 1024), e.g. 500M, 10G;\n"
+        "                     0 or 'unlimited' (the default): no limit\n";
+
+static const char account_list_help[] =
+        "Columns: ID, ADDRESS, SHARD, QUOTA, CREATED. With --json:\n"
+        "{\"accounts\":[{\"id\",\"address\",\"shard\",\"quota_bytes\","
+        "\"created_at\"}]}\n"
+        "(quota_bytes 0 = unlimited, created_at in unix seconds).\n\n"
+        "Options:\n"
+        "  --domain DOMAIN    only the accounts of DOMAIN\n";
+
+static const char account_show_help[] =
+        "With --json: {\"account\":{\"id\",\"address\",\"shard\","
+        "\"quota_bytes\",\n"
+        "\"created_at\"},\"aliases\":[{\"id\",\"address\","
+        "\"destinations\"}]}\n";
+
+static const char account_rm_help[] =
+        "Mail for the address is refused from then on (unless an alias or\n"
+        "a catch-all covers it).\n";
+
+/* clang-format off */
 static const struct cli_command account_commands[] = {
 	{
 		.verb = "add",
 		.synopsis = "ADDRESS [--quota SIZE]",
 		.summary = "Add an account; reads its password.",
-		.help = "ADDRESS is local@domain; the domain must exist. The\n"
-		        "controller assigns the account to a shard.\n\n"
-		        ACCOUNT_PASSWORD_HELP "\n"
-		        "Options:\n"
-		        "  --quota SIZE       mailbox size limit: bytes, or a number\n"
-		        "                     with K, M, G or T (base 1024), e.g.\n"
-		        "                     500M, 10G; 0 or 'unlimited' (the\n"
-		        "                     default) for no limit\n",
+		.help = account_add_help,
 		.options = CLI_OPT_WAIT | CLI_OPT_QUOTA,
 		.min_operands = 1,
 		.max_operands = 1,
@@ -303,11 +327,7 @@ static const struct cli_command account_commands[] = {
 		.verb = "list",
 		.synopsis = "[--domain DOMAIN]",
 		.summary = "List accounts, all or one domain's.",
-		.help = "Columns: ID, ADDRESS, SHARD, QUOTA, CREATED. With --json:\n"
-		        "{\"accounts\":[{\"id\",\"address\",\"shard\",\"quota_bytes\","
-		        "\"created_at\"}]}\n(quota_bytes 0 = unlimited).\n\n"
-		        "Options:\n"
-		        "  --domain DOMAIN    only the accounts of DOMAIN\n",
+		.help = account_list_help,
 		.options = CLI_OPT_DOMAIN,
 		.min_operands = 0,
 		.max_operands = 0,
@@ -317,9 +337,7 @@ static const struct cli_command account_commands[] = {
 		.verb = "show",
 		.synopsis = "ADDRESS",
 		.summary = "Show an account and its aliases.",
-		.help = "With --json: {\"account\":{\"id\",\"address\",\"shard\","
-		        "\"quota_bytes\",\"created_at\"},\n"
-		        "\"aliases\":[{\"id\",\"address\",\"destinations\"}]}\n",
+		.help = account_show_help,
 		.min_operands = 1,
 		.max_operands = 1,
 		.run = account_show,
@@ -328,8 +346,7 @@ static const struct cli_command account_commands[] = {
 		.verb = "rm",
 		.synopsis = "ADDRESS",
 		.summary = "Remove an account.",
-		.help = "Mail for the address is refused from then on (unless an\n"
-		        "alias or catch-all covers it).\n",
+		.help = account_rm_help,
 		.options = CLI_OPT_WAIT,
 		.min_operands = 1,
 		.max_operands = 1,
@@ -346,10 +363,11 @@ static const struct cli_command account_commands[] = {
 		.run = account_passwd,
 	},
 };
+/* clang-format on */
 
 const struct cli_noun cli_account_noun = {
-	.name = "account",
-	.summary = "Manage accounts (mailboxes) and their passwords.",
-	.commands = account_commands,
-	.ncommands = sizeof(account_commands) / sizeof(account_commands[0]),
+        .name = "account",
+        .summary = "Manage accounts (mailboxes) and their passwords.",
+        .commands = account_commands,
+        .ncommands = sizeof(account_commands) / sizeof(account_commands[0]),
 };

@@ -36,9 +36,10 @@ cli_alias_json(const Mc__Alias *alias)
 	json_t *j;
 
 	for (size_t i = 0; i < alias->n_destinations; i++)
-		json_array_append_new(dests, json_string(alias->destinations[i]));
-	j = json_pack("{s:o, s:s, s:o}", "id", cli_json_u64(alias->id),
-	              "address", addr, "destinations", dests);
+		json_array_append_new(dests,
+		                      cli_json_str(alias->destinations[i]));
+	j = json_pack("{s:o, s:o, s:o}", "id", cli_json_u64(alias->id),
+	              "address", cli_json_str(addr), "destinations", dests);
 	free(addr);
 	return j;
 }
@@ -94,7 +95,8 @@ print_aliases(const struct cli *cli, const Mc__AliasList *list)
 	if (cli->args.json) {
 		arr = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, cli_alias_json(list->aliases[i]));
+			json_array_append_new(arr,
+			                      cli_alias_json(list->aliases[i]));
 		cli_json_print(json_pack("{s:o}", "aliases", arr));
 		return;
 	}
@@ -122,7 +124,8 @@ alias_list(struct cli *cli)
 	int ret;
 
 	if (cli->args.domain != NULL &&
-	    (ret = cli_check_domain(cli, cli->args.domain, domain)) != CLI_EXIT_OK)
+	    (ret = cli_check_domain(cli, cli->args.domain, domain)) !=
+	            CLI_EXIT_OK)
 		return ret;
 	body.domain = domain;
 	req.body_case = MC__REQUEST__BODY_ALIAS_LIST;
@@ -160,16 +163,25 @@ alias_rm(struct cli *cli)
 	return ret;
 }
 
+static const char alias_add_help[] =
+        "ADDRESS is local@domain in an existing domain, or '*@domain' for\n"
+        "the domain's catch-all (quote the '*' for the shell), which gets\n"
+        "the mail for addresses of the domain that match no account or\n"
+        "alias. Each DEST is a full address, local or foreign.\n";
+
+static const char alias_list_help[] =
+        "Columns: ID, ADDRESS, DESTINATIONS. With --json:\n"
+        "{\"aliases\":[{\"id\",\"address\",\"destinations\":[...]}]}\n\n"
+        "Options:\n"
+        "  --domain DOMAIN    only the aliases of DOMAIN\n";
+
+/* clang-format off */
 static const struct cli_command alias_commands[] = {
 	{
 		.verb = "add",
 		.synopsis = "ADDRESS DEST [DEST...]",
 		.summary = "Add an alias or a *@domain catch-all.",
-		.help = "ADDRESS is local@domain in an existing domain, or\n"
-		        "'*@domain' for the domain's catch-all (quote the '*' for\n"
-		        "the shell); it receives mail for addresses of the domain\n"
-		        "that match no account or alias. Each DEST is a full\n"
-		        "address, local or foreign.\n",
+		.help = alias_add_help,
 		.options = CLI_OPT_WAIT,
 		.min_operands = 2,
 		.max_operands = SIZE_MAX,
@@ -179,11 +191,7 @@ static const struct cli_command alias_commands[] = {
 		.verb = "list",
 		.synopsis = "[--domain DOMAIN]",
 		.summary = "List aliases, all or one domain's.",
-		.help = "Columns: ID, ADDRESS, DESTINATIONS. With --json:\n"
-		        "{\"aliases\":[{\"id\",\"address\",\"destinations\":[...]}]}"
-		        "\n\n"
-		        "Options:\n"
-		        "  --domain DOMAIN    only the aliases of DOMAIN\n",
+		.help = alias_list_help,
 		.options = CLI_OPT_DOMAIN,
 		.min_operands = 0,
 		.max_operands = 0,
@@ -199,10 +207,11 @@ static const struct cli_command alias_commands[] = {
 		.run = alias_rm,
 	},
 };
+/* clang-format on */
 
 const struct cli_noun cli_alias_noun = {
-	.name = "alias",
-	.summary = "Manage aliases and catch-all addresses.",
-	.commands = alias_commands,
-	.ncommands = sizeof(alias_commands) / sizeof(alias_commands[0]),
+        .name = "alias",
+        .summary = "Manage aliases and catch-all addresses.",
+        .commands = alias_commands,
+        .ncommands = sizeof(alias_commands) / sizeof(alias_commands[0]),
 };

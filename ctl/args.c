@@ -39,6 +39,7 @@ struct cli_option {
 	unsigned flag; /* enum cli_opt_flag, 0 for global options */
 };
 
+/* clang-format off */
 static const struct cli_option cli_options[] = {
 	{"url", OPT_URL, true, 0},
 	{"token-file", OPT_TOKEN_FILE, true, 0},
@@ -55,6 +56,7 @@ static const struct cli_option cli_options[] = {
 	{"quota", OPT_QUOTA, true, CLI_OPT_QUOTA},
 	{"domain", OPT_DOMAIN, true, CLI_OPT_DOMAIN},
 };
+/* clang-format on */
 
 #define CLI_NOPTIONS (sizeof(cli_options) / sizeof(cli_options[0]))
 
@@ -151,17 +153,39 @@ option_apply(struct cli_args *args, const struct cli_option *o,
              const char *value, const char **error_r)
 {
 	switch (o->id) {
-	case OPT_URL: args->url = value; break;
-	case OPT_TOKEN_FILE: args->token_file = value; break;
-	case OPT_TLS_CA: args->tls_ca = value; break;
-	case OPT_TLS_CERT: args->tls_cert = value; break;
-	case OPT_TLS_KEY: args->tls_key = value; break;
-	case OPT_JSON: args->json = true; break;
-	case OPT_HELP: args->help = true; break;
-	case OPT_VERSION: args->version = true; break;
-	case OPT_WAIT: args->wait = true; break;
-	case OPT_FORCE: args->force = true; break;
-	case OPT_DOMAIN: args->domain = value; break;
+	case OPT_URL:
+		args->url = value;
+		break;
+	case OPT_TOKEN_FILE:
+		args->token_file = value;
+		break;
+	case OPT_TLS_CA:
+		args->tls_ca = value;
+		break;
+	case OPT_TLS_CERT:
+		args->tls_cert = value;
+		break;
+	case OPT_TLS_KEY:
+		args->tls_key = value;
+		break;
+	case OPT_JSON:
+		args->json = true;
+		break;
+	case OPT_HELP:
+		args->help = true;
+		break;
+	case OPT_VERSION:
+		args->version = true;
+		break;
+	case OPT_WAIT:
+		args->wait = true;
+		break;
+	case OPT_FORCE:
+		args->force = true;
+		break;
+	case OPT_DOMAIN:
+		args->domain = value;
+		break;
 	case OPT_TIMEOUT:
 		return parse_uint(o->name, value, 1, 3600 * 1000,
 		                  &args->timeout_ms, error_r);
@@ -201,7 +225,8 @@ parse_option(struct cli_args *args, int argc, char **argv, int *i,
 		value = eq + 1;
 	} else if (o->has_value) {
 		if (*i + 1 >= argc) {
-			*error_r = mc_errorf("option --%s needs a value", o->name);
+			*error_r =
+			        mc_errorf("option --%s needs a value", o->name);
 			return -1;
 		}
 		value = argv[++*i];
@@ -210,7 +235,8 @@ parse_option(struct cli_args *args, int argc, char **argv, int *i,
 		return -1;
 	}
 	if (value != NULL && *value == '\0') {
-		*error_r = mc_errorf("option --%s needs a non-empty value", o->name);
+		*error_r = mc_errorf("option --%s needs a non-empty value",
+		                     o->name);
 		return -1;
 	}
 	args->used |= o->flag;
@@ -226,14 +252,15 @@ cli_args_parse(struct cli_args *args, int argc, char **argv,
 	memset(args, 0, sizeof(*args));
 	args->timeout_ms = CLI_DEFAULT_TIMEOUT_MS;
 	args->wait_timeout_s = CLI_DEFAULT_WAIT_TIMEOUT_S;
-	args->pos = mc_calloc((size_t)(argc > 0 ? argc : 1), sizeof(*args->pos));
+	args->pos =
+	        mc_calloc((size_t)(argc > 0 ? argc : 1), sizeof(*args->pos));
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 
 		if (!options_done && strcmp(arg, "--") == 0) {
 			options_done = true;
-		} else if (!options_done &&
-		           (strncmp(arg, "--", 2) == 0 || strcmp(arg, "-h") == 0)) {
+		} else if (!options_done && (strncmp(arg, "--", 2) == 0 ||
+		                             strcmp(arg, "-h") == 0)) {
 			if (parse_option(args, argc, argv, &i, error_r) < 0)
 				return -1;
 		} else if (!options_done && arg[0] == '-' && arg[1] != '\0') {

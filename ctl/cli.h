@@ -61,8 +61,8 @@ struct cli_args {
 	bool has_quota;
 	uint64_t quota_bytes;
 	const char *domain;
-	unsigned used;      /* enum cli_opt_flag bits given on the line */
-	const char **pos;   /* positional arguments, heap array */
+	unsigned used;    /* enum cli_opt_flag bits given on the line */
+	const char **pos; /* positional arguments, heap array */
 	size_t npos;
 };
 
@@ -117,7 +117,7 @@ struct cli {
 	nng_socket sock;
 	bool sock_open;
 	bool connected; /* dialled successfully */
-	char *token; /* admin token, wiped on cli_fini */
+	char *token;    /* admin token, wiped on cli_fini */
 };
 
 void cli_fini(struct cli *cli);
@@ -151,10 +151,13 @@ int cli_fail(const struct cli *cli, int code, const char *status,
              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A usage error: cli_fail(CLI_EXIT_USAGE) plus a hint on where help is. */
 int cli_usage_error(const struct cli *cli, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 /* Print doc (reference stolen) as the one JSON document on stdout. */
 void cli_json_print(json_t *doc);
 json_t *cli_json_u64(uint64_t v);
+/* A JSON string for text that came from the controller: bytes that are
+ * not valid UTF-8 become '?', so the document can always be printed. */
+json_t *cli_json_str(const char *s);
 
 #define CLI_FMT_SIZE 32
 /* "unlimited" for 0, else "1.5 GiB", "512 MiB", "100 B". */
@@ -199,9 +202,8 @@ int cli_password_hash(const char *password, size_t len, char **hash_r,
  * "destination", ...) and returns CLI_EXIT_USAGE. */
 int cli_check_domain(const struct cli *cli, const char *in,
                      char out[MC_DOMAIN_MAX + 1]);
-int cli_check_address(const struct cli *cli, const char *what,
-                      const char *in, bool allow_wildcard,
-                      char out[MC_ADDR_MAX + 1]);
+int cli_check_address(const struct cli *cli, const char *what, const char *in,
+                      bool allow_wildcard, char out[MC_ADDR_MAX + 1]);
 
 /* alias.c, shared with account show. "local@domain" (heap string). */
 char *cli_alias_address(const Mc__Alias *alias);

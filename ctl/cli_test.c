@@ -26,27 +26,27 @@ test_size_parse(void)
 		int ret;
 		uint64_t bytes;
 	} cases[] = {
-		{"0", 0, 0},
-		{"unlimited", 0, 0},
-		{"1024", 0, 1024},
-		{"100B", 0, 100},
-		{"1K", 0, 1024},
-		{"10m", 0, 10ull << 20},
-		{"2G", 0, 2ull << 30},
-		{"1GiB", 0, 1ull << 30},
-		{"3gb", 0, 3ull << 30},
-		{"1T", 0, 1ull << 40},
-		{"18446744073709551615", 0, UINT64_MAX},
-		{"18446744073709551616", -1, 0},
-		{"16777216T", -1, 0},
-		{"", -1, 0},
-		{"G", -1, 0},
-		{"1.5G", -1, 0},
-		{"-1", -1, 0},
-		{" 1", -1, 0},
-		{"1X", -1, 0},
-		{"1KX", -1, 0},
-		{"1 K", -1, 0},
+	        {"0", 0, 0},
+	        {"unlimited", 0, 0},
+	        {"1024", 0, 1024},
+	        {"100B", 0, 100},
+	        {"1K", 0, 1024},
+	        {"10m", 0, 10ull << 20},
+	        {"2G", 0, 2ull << 30},
+	        {"1GiB", 0, 1ull << 30},
+	        {"3gb", 0, 3ull << 30},
+	        {"1T", 0, 1ull << 40},
+	        {"18446744073709551615", 0, UINT64_MAX},
+	        {"18446744073709551616", -1, 0},
+	        {"16777216T", -1, 0},
+	        {"", -1, 0},
+	        {"G", -1, 0},
+	        {"1.5G", -1, 0},
+	        {"-1", -1, 0},
+	        {" 1", -1, 0},
+	        {"1X", -1, 0},
+	        {"1KX", -1, 0},
+	        {"1 K", -1, 0},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -69,6 +69,7 @@ test_formats(void)
 {
 	char buf[CLI_FMT_SIZE];
 	int64_t now = 1700000000000;
+	json_t *j;
 
 	CHECK_STR(cli_format_size(0, buf), "unlimited");
 	CHECK_STR(cli_format_size(100, buf), "100 B");
@@ -85,6 +86,12 @@ test_formats(void)
 	CHECK_STR(cli_format_age(now, now - 3 * 3600000, buf), "3h ago");
 	CHECK_STR(cli_format_age(now, now - 3 * 86400000LL, buf), "3d ago");
 	CHECK_STR(cli_format_time(0, buf), "-");
+	j = cli_json_str("ok\xff\xfe!");
+	CHECK(j != NULL && strcmp(json_string_value(j), "ok?" "?!") == 0);
+	json_decref(j);
+	j = cli_json_str("caf\xc3\xa9");
+	CHECK(j != NULL && strcmp(json_string_value(j), "caf\xc3\xa9") == 0);
+	json_decref(j);
 }
 
 static int
@@ -106,9 +113,10 @@ test_args(void)
 	struct cli_args a;
 	const char *error = NULL;
 
-	CHECK(parse(&a, (const char *[]){"--json", "domain", "rm", "x.org",
-	                                 "--force", "--url=tcp://h:1",
-	                                 "--timeout", "250", NULL},
+	CHECK(parse(&a,
+	            (const char *[]){"--json", "domain", "rm", "x.org",
+	                             "--force", "--url=tcp://h:1", "--timeout",
+	                             "250", NULL},
 	            &error) == 0);
 	CHECK(a.json && a.force && a.timeout_ms == 250);
 	CHECK_STR(a.url, "tcp://h:1");
@@ -118,8 +126,9 @@ test_args(void)
 	CHECK(!a.wait && a.wait_timeout_s == CLI_DEFAULT_WAIT_TIMEOUT_S);
 	cli_args_fini(&a);
 
-	CHECK(parse(&a, (const char *[]){"account", "add", "--quota", "2G",
-	                                 "--wait-timeout=5", "--", "-odd", NULL},
+	CHECK(parse(&a,
+	            (const char *[]){"account", "add", "--quota", "2G",
+	                             "--wait-timeout=5", "--", "-odd", NULL},
 	            &error) == 0);
 	CHECK(a.has_quota && a.quota_bytes == 2ull << 30);
 	CHECK(a.wait && a.wait_timeout_s == 5);
@@ -131,17 +140,19 @@ test_args(void)
 
 	CHECK(parse(&a, (const char *[]){"-h", NULL}, &error) == 0 && a.help);
 	cli_args_fini(&a);
-	CHECK(parse(&a, (const char *[]){"status", "--frob", NULL}, &error) < 0);
+	CHECK(parse(&a, (const char *[]){"status", "--frob", NULL}, &error) <
+	      0);
 	CHECK(strstr(error, "--frob") != NULL);
 	cli_args_fini(&a);
 	CHECK(parse(&a, (const char *[]){"status", "-x", NULL}, &error) < 0);
 	cli_args_fini(&a);
 	CHECK(parse(&a, (const char *[]){"status", "--url", NULL}, &error) < 0);
 	cli_args_fini(&a);
-	CHECK(parse(&a, (const char *[]){"status", "--url=", NULL}, &error) < 0);
-	cli_args_fini(&a);
-	CHECK(parse(&a, (const char *[]){"status", "--json=yes", NULL}, &error) <
+	CHECK(parse(&a, (const char *[]){"status", "--url=", NULL}, &error) <
 	      0);
+	cli_args_fini(&a);
+	CHECK(parse(&a, (const char *[]){"status", "--json=yes", NULL},
+	            &error) < 0);
 	cli_args_fini(&a);
 	CHECK(parse(&a, (const char *[]){"--timeout", "0", NULL}, &error) < 0);
 	cli_args_fini(&a);
@@ -179,7 +190,8 @@ test_password(void)
 
 	CHECK(read_line_from("s3cret\n", 7, buf, &len) == 0 && len == 6);
 	CHECK_STR(buf, "s3cret");
-	CHECK(read_line_from("s3cret\r\nnext\n", 13, buf, &len) == 0 && len == 6);
+	CHECK(read_line_from("s3cret\r\nnext\n", 13, buf, &len) == 0 &&
+	      len == 6);
 	CHECK(read_line_from("no newline", 10, buf, &len) == 0 && len == 10);
 	CHECK(read_line_from("with space \n", 12, buf, &len) == 0 && len == 11);
 	CHECK(read_line_from("\n", 1, buf, &len) < 0);
@@ -201,10 +213,10 @@ test_password(void)
 	CHECK(cli_password_hash("correct horse", 13, &hash2, &error) == 0);
 	CHECK(hash != NULL &&
 	      strncmp(hash, "$argon2id$v=19$m=19456,t=2,p=1$", 31) == 0);
-	CHECK(hash != NULL && argon2id_verify(hash, "correct horse", 13) ==
-	                              ARGON2_OK);
-	CHECK(hash != NULL && argon2id_verify(hash, "correct horsE", 13) !=
-	                              ARGON2_OK);
+	CHECK(hash != NULL &&
+	      argon2id_verify(hash, "correct horse", 13) == ARGON2_OK);
+	CHECK(hash != NULL &&
+	      argon2id_verify(hash, "correct horsE", 13) != ARGON2_OK);
 	CHECK(hash != NULL && hash2 != NULL && strcmp(hash, hash2) != 0);
 	free(hash);
 	free(hash2);
@@ -213,7 +225,7 @@ test_password(void)
 /* ---- fake controller ---- */
 
 enum fake_mode {
-	FAKE_OK,        /* answer OK with version 7 (status: see fake_applied) */
+	FAKE_OK, /* answer OK with version 7 (status: see fake_applied) */
 	FAKE_NOT_FOUND, /* answer NOT_FOUND */
 	FAKE_SILENT,    /* never answer */
 };
@@ -285,7 +297,8 @@ fake_controller(void *arg)
 		if (nng_recvmsg(sock, &msg, 0) != 0)
 			continue;
 		fake_requests++;
-		req = mc_rpc_unpack_request(nng_msg_body(msg), nng_msg_len(msg));
+		req = mc_rpc_unpack_request(nng_msg_body(msg),
+		                            nng_msg_len(msg));
 		nng_msg_free(msg);
 		if (req != NULL && fake_mode != FAKE_SILENT)
 			fake_answer(sock, req);
@@ -438,5 +451,6 @@ main(void)
 	test_args();
 	test_password();
 	test_controller();
+	nng_fini(); /* so valgrind sees nng's threads gone */
 	return mc_test_done();
 }

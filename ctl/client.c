@@ -26,8 +26,8 @@ static bool
 url_supported(const char *url)
 {
 	static const char *const schemes[] = {
-		"tcp://", "tcp4://", "tcp6://", "ipc://", "abstract://",
-		"tls+tcp://", "tls+tcp4://", "tls+tcp6://"};
+	        "tcp://",      "tcp4://",    "tcp6://",     "ipc://",
+	        "abstract://", "tls+tcp://", "tls+tcp4://", "tls+tcp6://"};
 
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
 		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0 &&
@@ -54,8 +54,9 @@ check_connection_args(const struct cli *cli)
 	const struct cli_args *a = &cli->args;
 
 	if (a->url == NULL)
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "no controller URL: give --url or set MAILCTL_URL");
+		return cli_fail(
+		        cli, CLI_EXIT_USAGE, "usage",
+		        "no controller URL: give --url or set MAILCTL_URL");
 	if (!url_supported(a->url))
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
 		                "unsupported controller URL '%s': expected "
@@ -69,10 +70,11 @@ check_connection_args(const struct cli *cli)
 	if (!mc_rpc_url_is_tls(a->url))
 		return CLI_EXIT_OK; /* TLS options only matter for tls+tcp */
 	if (a->tls_ca == NULL)
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "%s needs --tls-ca (or MAILCTL_TLS_CA) to verify "
-		                "the controller's certificate",
-		                a->url);
+		return cli_fail(
+		        cli, CLI_EXIT_USAGE, "usage",
+		        "%s needs --tls-ca (or MAILCTL_TLS_CA) to verify "
+		        "the controller's certificate",
+		        a->url);
 	if ((a->tls_cert == NULL) != (a->tls_key == NULL))
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
 		                "--tls-cert and --tls-key go together");
@@ -87,11 +89,11 @@ int
 cli_connect(struct cli *cli)
 {
 	struct mc_tls_files tls = {
-		.ca_file = cli->args.tls_ca,
-		.cert_file = cli->args.tls_cert,
-		.key_file = cli->args.tls_key,
+	        .ca_file = cli->args.tls_ca,
+	        .cert_file = cli->args.tls_cert,
+	        .key_file = cli->args.tls_key,
 	};
-	const char *error;
+	const char *error, *hint = "";
 	int rv, ret;
 
 	if (cli->connected)
@@ -100,18 +102,26 @@ cli_connect(struct cli *cli)
 		return ret;
 	if (cli->token == NULL &&
 	    mc_secret_read_file(cli->args.token_file, &cli->token, &error) < 0)
-		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "admin token: %s", error);
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage", "admin token: %s",
+		                error);
 	if ((rv = nng_req0_open(&cli->sock)) != 0)
 		return cli_fail(cli, CLI_EXIT_UNREACHABLE, "unreachable",
 		                "nng: %s", nng_strerror(rv));
 	cli->sock_open = true;
 	/* REQ would resend after a minute by default; a request that got no
 	 * answer within --timeout is reported instead. */
-	nng_socket_set_ms(cli->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	if (mc_rpc_dial(cli->sock, cli->args.url, &tls, false, &error) < 0)
+	nng_socket_set_ms(cli->sock, NNG_OPT_REQ_RESENDTIME,
+	                  NNG_DURATION_INFINITE);
+	if (mc_rpc_dial(cli->sock, cli->args.url, &tls, false, &error) < 0) {
+		/* nng says only "Connection shutdown" or "Cryptographic
+		 * error" when the TLS handshake fails. */
+		if (mc_rpc_url_is_tls(cli->args.url) &&
+		    strstr(error, "refused") == NULL)
+			hint = " (TLS handshake: check --tls-ca, --tls-cert "
+			       "and --tls-key)";
 		return cli_fail(cli, CLI_EXIT_UNREACHABLE, "unreachable",
-		                "controller unreachable: %s", error);
+		                "controller unreachable: %s%s", error, hint);
+	}
 	cli->connected = true;
 	return CLI_EXIT_OK;
 }
@@ -177,9 +187,9 @@ sleep_ms(unsigned ms)
 /* What the last successful StatusReq said about a mutation's version. */
 struct wait_state {
 	bool have_status;
-	size_t live;      /* live nodes */
-	char *lag_text;   /* "name (applied N), ...", NULL when none lags */
-	json_t *lag;      /* the same as a JSON array */
+	size_t live;       /* live nodes */
+	char *lag_text;    /* "name (applied N), ...", NULL when none lags */
+	json_t *lag;       /* the same as a JSON array */
 	const char *error; /* why the last poll failed */
 };
 
@@ -216,9 +226,10 @@ wait_state_update(struct wait_state *w, const Mc__StatusInfo *st,
 		free(w->lag_text);
 		w->lag_text = next;
 		json_array_append_new(
-			w->lag, json_pack("{s:s, s:o}", "name", n->name,
-		                          "applied_version",
-		                          cli_json_u64(n->applied_version)));
+		        w->lag,
+		        json_pack("{s:o, s:o}", "name", cli_json_str(n->name),
+		                  "applied_version",
+		                  cli_json_u64(n->applied_version)));
 	}
 }
 
@@ -257,8 +268,8 @@ poll_status(struct cli *cli, struct wait_state *w, uint64_t version,
 static int
 wait_applied(struct cli *cli, uint64_t version, struct wait_state *w)
 {
-	int64_t deadline = monotonic_ms() +
-	                   (int64_t)cli->args.wait_timeout_s * 1000;
+	int64_t deadline =
+	        monotonic_ms() + (int64_t)cli->args.wait_timeout_s * 1000;
 
 	w->error = "no status received";
 	for (;;) {
@@ -279,10 +290,17 @@ static bool
 response_object_id(const Mc__Response *resp, uint64_t *id_r)
 {
 	switch (resp->body_case) {
-	case MC__RESPONSE__BODY_DOMAIN: *id_r = resp->domain->id; return true;
-	case MC__RESPONSE__BODY_ACCOUNT: *id_r = resp->account->id; return true;
-	case MC__RESPONSE__BODY_ALIAS: *id_r = resp->alias->id; return true;
-	default: return false;
+	case MC__RESPONSE__BODY_DOMAIN:
+		*id_r = resp->domain->id;
+		return true;
+	case MC__RESPONSE__BODY_ACCOUNT:
+		*id_r = resp->account->id;
+		return true;
+	case MC__RESPONSE__BODY_ALIAS:
+		*id_r = resp->alias->id;
+		return true;
+	default:
+		return false;
 	}
 }
 
@@ -299,8 +317,7 @@ mutation_json(const Mc__Response *resp, bool ok)
 }
 
 static int
-wait_timed_out(struct cli *cli, const Mc__Response *resp,
-               struct wait_state *w)
+wait_timed_out(struct cli *cli, const Mc__Response *resp, struct wait_state *w)
 {
 	char *text;
 	json_t *doc;
@@ -319,7 +336,7 @@ wait_timed_out(struct cli *cli, const Mc__Response *resp,
 	if (cli->args.json) {
 		doc = mutation_json(resp, false);
 		json_object_set_new(doc, "status", json_string("wait timeout"));
-		json_object_set_new(doc, "error", json_string(text));
+		json_object_set_new(doc, "error", cli_json_str(text));
 		json_object_set_new(doc, "lagging",
 		                    w->lag != NULL ? json_incref(w->lag)
 		                                   : json_array());
@@ -340,7 +357,8 @@ cli_mutation_done(struct cli *cli, const Mc__Response *resp, const char *what,
 
 	if (!cli->args.json) {
 		if (response_object_id(resp, &id))
-			snprintf(idtext, sizeof(idtext), "id %" PRIu64 ", ", id);
+			snprintf(idtext, sizeof(idtext), "id %" PRIu64 ", ",
+			         id);
 		printf("%s (%sversion %" PRIu64 "%s%s)\n", what, idtext,
 		       resp->version, detail != NULL ? ", " : "",
 		       detail != NULL ? detail : "");

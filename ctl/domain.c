@@ -17,7 +17,8 @@ domain_add(struct cli *cli)
 	char *what;
 	int ret;
 
-	if ((ret = cli_check_domain(cli, cli->operands[0], name)) != CLI_EXIT_OK)
+	if ((ret = cli_check_domain(cli, cli->operands[0], name)) !=
+	    CLI_EXIT_OK)
 		return ret;
 	body.name = name;
 	req.body_case = MC__REQUEST__BODY_DOMAIN_ADD;
@@ -48,9 +49,11 @@ print_domains(const struct cli *cli, const Mc__DomainList *list)
 			const Mc__Domain *d = list->domains[i];
 
 			json_array_append_new(
-				arr, json_pack("{s:o, s:s, s:I}", "id",
-			                       cli_json_u64(d->id), "name", d->name,
-			                       "created_at", (json_int_t)d->created_at));
+			        arr,
+			        json_pack("{s:o, s:o, s:I}", "id",
+			                  cli_json_u64(d->id), "name",
+			                  cli_json_str(d->name), "created_at",
+			                  (json_int_t)d->created_at));
 		}
 		cli_json_print(json_pack("{s:o}", "domains", arr));
 		return;
@@ -61,7 +64,8 @@ print_domains(const struct cli *cli, const Mc__DomainList *list)
 		char id[24], created[CLI_FMT_SIZE];
 
 		snprintf(id, sizeof(id), "%" PRIu64, d->id);
-		cli_table_add(&t, id, d->name, cli_format_time(d->created_at, created));
+		cli_table_add(&t, id, d->name,
+		              cli_format_time(d->created_at, created));
 	}
 	cli_table_print(&t, stdout);
 	cli_table_fini(&t);
@@ -96,7 +100,8 @@ domain_rm(struct cli *cli)
 	char *what;
 	int ret;
 
-	if ((ret = cli_check_domain(cli, cli->operands[0], name)) != CLI_EXIT_OK)
+	if ((ret = cli_check_domain(cli, cli->operands[0], name)) !=
+	    CLI_EXIT_OK)
 		return ret;
 	body.name = name;
 	body.force = cli->args.force;
@@ -113,14 +118,29 @@ domain_rm(struct cli *cli)
 	return ret;
 }
 
+static const char domain_add_help[] =
+        "NAME is a domain name such as example.org (stored lower-case;\n"
+        "give IDNs as A-labels, xn--...). The cluster then accepts mail\n"
+        "for the domain's accounts and aliases.\n";
+
+static const char domain_list_help[] =
+        "Columns: ID, NAME, CREATED (local time). With --json:\n"
+        "{\"domains\":[{\"id\",\"name\",\"created_at\"}]}, times in unix "
+        "seconds.\n";
+
+static const char domain_rm_help[] =
+        "A domain that still has accounts or aliases is refused (conflict,\n"
+        "exit status 1) unless --force is given, which removes them too.\n\n"
+        "Options:\n"
+        "  --force            also remove the domain's accounts and aliases\n";
+
+/* clang-format off */
 static const struct cli_command domain_commands[] = {
 	{
 		.verb = "add",
 		.synopsis = "NAME",
 		.summary = "Add a mail domain.",
-		.help = "NAME is a domain name such as example.org (lower-cased;\n"
-		        "give IDNs as A-labels, xn--...). The cluster then accepts\n"
-		        "mail for the domain's accounts and aliases.\n",
+		.help = domain_add_help,
 		.options = CLI_OPT_WAIT,
 		.min_operands = 1,
 		.max_operands = 1,
@@ -130,9 +150,7 @@ static const struct cli_command domain_commands[] = {
 		.verb = "list",
 		.synopsis = "",
 		.summary = "List the mail domains.",
-		.help = "Columns: ID, NAME, CREATED (local time). With --json:\n"
-		        "{\"domains\":[{\"id\",\"name\",\"created_at\"}]}, times "
-		        "in unix seconds.\n",
+		.help = domain_list_help,
 		.min_operands = 0,
 		.max_operands = 0,
 		.run = domain_list,
@@ -141,22 +159,18 @@ static const struct cli_command domain_commands[] = {
 		.verb = "rm",
 		.synopsis = "NAME [--force]",
 		.summary = "Remove a mail domain.",
-		.help = "A domain that still has accounts or aliases is refused\n"
-		        "(conflict, exit status 1) unless --force is given, which\n"
-		        "removes them too.\n\n"
-		        "Options:\n"
-		        "  --force            also remove the domain's accounts and "
-		        "aliases\n",
+		.help = domain_rm_help,
 		.options = CLI_OPT_WAIT | CLI_OPT_FORCE,
 		.min_operands = 1,
 		.max_operands = 1,
 		.run = domain_rm,
 	},
 };
+/* clang-format on */
 
 const struct cli_noun cli_domain_noun = {
-	.name = "domain",
-	.summary = "Manage the mail domains the cluster accepts mail for.",
-	.commands = domain_commands,
-	.ncommands = sizeof(domain_commands) / sizeof(domain_commands[0]),
+        .name = "domain",
+        .summary = "Manage the mail domains the cluster accepts mail for.",
+        .commands = domain_commands,
+        .ncommands = sizeof(domain_commands) / sizeof(domain_commands[0]),
 };

@@ -6,53 +6,61 @@
 #include <string.h>
 
 static const struct cli_noun *const help_nouns[] = {
-	&cli_domain_noun, &cli_account_noun, &cli_alias_noun,
-	&cli_node_noun,   &cli_status_noun,
+        &cli_domain_noun, &cli_account_noun, &cli_alias_noun,
+        &cli_node_noun,   &cli_status_noun,
 };
 
 #define HELP_NNOUNS (sizeof(help_nouns) / sizeof(help_nouns[0]))
 #define HELP_COLUMN 38
 
 static const char help_global[] =
-	"Global options (before or after the command):\n"
-	"  --url URL          controller admin URL (env MAILCTL_URL): the\n"
-	"                     controller's control_url, e.g.\n"
-	"                     tcp://127.0.0.1:17400, ipc:///run/mail/ctl.sock,\n"
-	"                     tls+tcp://controller.example.org:17400\n"
-	"  --token-file PATH  file holding the admin token (env\n"
-	"                     MAILCTL_TOKEN_FILE); tokens are never taken\n"
-	"                     from the command line\n"
-	"  --tls-ca PATH      CA certificate that verifies the controller, needed\n"
-	"                     for tls+tcp:// (env MAILCTL_TLS_CA)\n"
-	"  --tls-cert PATH    client certificate for mutual TLS (env\n"
-	"                     MAILCTL_TLS_CERT)\n"
-	"  --tls-key PATH     its private key (env MAILCTL_TLS_KEY)\n"
-	"  --json             print exactly one JSON document on stdout instead\n"
-	"                     of tables (errors too: {\"ok\":false,...})\n"
-	"  --timeout MS       wait at most MS milliseconds for each controller\n"
-	"                     reply (default 5000)\n"
-	"  -h, --help         show help; after a command, that command's help\n"
-	"  --version          print mailctl's version\n"
-	"Options take their value as the next word or after '=' (--url=URL);\n"
-	"'--' ends the options.\n";
+        "Global options (before or after the command):\n"
+        "  --url URL          controller admin URL, the controller's\n"
+        "                     control_url (env MAILCTL_URL), e.g.\n"
+        "                     tcp://127.0.0.1:17400, ipc:///run/mc.sock,\n"
+        "                     tls+tcp://ctl.example.org:17400\n"
+        "  --token-file PATH  file holding the admin token (env\n"
+        "                     MAILCTL_TOKEN_FILE); never on the command line\n"
+        "  --tls-ca PATH      CA certificate that verifies the controller,\n"
+        "                     needed for tls+tcp:// (env MAILCTL_TLS_CA)\n"
+        "  --tls-cert PATH    client certificate for mutual TLS (env\n"
+        "                     MAILCTL_TLS_CERT)\n"
+        "  --tls-key PATH     its private key (env MAILCTL_TLS_KEY)\n"
+        "  --json             print exactly one JSON document on stdout\n"
+        "                     instead of tables; errors too, as\n"
+        "                     {\"ok\":false,\"status\":...,\"error\":...}\n"
+        "  --timeout MS       wait at most MS milliseconds for each reply\n"
+        "                     of the controller (default 5000)\n"
+        "  -h, --help         show help; after a command, the command's\n"
+        "  --version          print mailctl's version\n"
+        "Options take their value as the next word or after '='\n"
+        "(--url=URL); '--' ends the options.\n";
 
 static const char help_wait[] =
-	"Options for changes (add, rm, passwd):\n"
-	"  --wait             after the change, wait until every live node has\n"
-	"                     applied the new configuration version\n"
-	"  --wait-timeout SEC give up waiting after SEC seconds (default 30);\n"
-	"                     implies --wait. On timeout the lagging nodes are\n"
-	"                     listed and the exit status is 4 (the change itself\n"
-	"                     stays committed).\n";
+        "Options for changes (add, rm, passwd):\n"
+        "  --wait             after the change, wait until every live node\n"
+        "                     has applied the new configuration version\n"
+        "  --wait-timeout SEC give up waiting after SEC seconds (default\n"
+        "                     30); implies --wait. On timeout the lagging\n"
+        "                     nodes are listed and the exit status is 4\n"
+        "                     (the change itself stays committed).\n";
 
 static const char help_exit[] =
-	"Exit status:\n"
-	"  0  success\n"
-	"  1  the controller refused the request (not found, exists, invalid,\n"
-	"     conflict, unauthorized, unavailable, internal error)\n"
-	"  2  usage or validation error (nothing was sent to the controller)\n"
-	"  3  controller unreachable or no answer within --timeout\n"
-	"  4  --wait timed out before every live node applied the change\n";
+        "Exit status:\n"
+        "  0  success\n"
+        "  1  the controller refused the request (not found, exists,\n"
+        "     invalid, conflict, unauthorized, unavailable, internal error)\n"
+        "  2  usage or validation error (nothing was sent)\n"
+        "  3  controller unreachable or no answer within --timeout\n"
+        "  4  --wait timed out before every live node applied the change\n";
+
+static const char help_intro[] =
+        "Usage: mailctl [OPTIONS] COMMAND [ARGUMENTS]\n\n"
+        "Operator CLI of the mail cluster: manages domains, accounts and\n"
+        "aliases and shows the nodes through mail-controller's admin API.\n"
+        "Every change is committed by the controller as a new cluster\n"
+        "configuration version that nodes and relays apply live.\n\n"
+        "Commands:\n";
 
 static void
 command_line(FILE *f, const struct cli_noun *noun,
@@ -61,7 +69,8 @@ command_line(FILE *f, const struct cli_noun *noun,
 	char left[128];
 
 	snprintf(left, sizeof(left), "%s%s%s%s%s", noun->name,
-	         cmd->verb != NULL ? " " : "", cmd->verb != NULL ? cmd->verb : "",
+	         cmd->verb != NULL ? " " : "",
+	         cmd->verb != NULL ? cmd->verb : "",
 	         cmd->synopsis[0] != '\0' ? " " : "", cmd->synopsis);
 	if (strlen(left) < HELP_COLUMN - 3)
 		fprintf(f, "  %-*s %s\n", HELP_COLUMN - 3, left, cmd->summary);
@@ -73,16 +82,11 @@ command_line(FILE *f, const struct cli_noun *noun,
 void
 cli_help_overview(FILE *f)
 {
-	fputs("Usage: mailctl [OPTIONS] COMMAND [ARGUMENTS]\n\n"
-	      "Operator CLI of the mail cluster: manages domains, accounts and\n"
-	      "aliases and shows the nodes through mail-controller's admin API.\n"
-	      "Every change is committed by the controller as a new cluster\n"
-	      "configuration version that nodes and relays apply live.\n\n"
-	      "Commands:\n",
-	      f);
+	fputs(help_intro, f);
 	for (size_t i = 0; i < HELP_NNOUNS; i++)
 		for (size_t j = 0; j < help_nouns[i]->ncommands; j++)
-			command_line(f, help_nouns[i], &help_nouns[i]->commands[j]);
+			command_line(f, help_nouns[i],
+			             &help_nouns[i]->commands[j]);
 	fputs("\n", f);
 	fputs(help_global, f);
 	fputs("\n", f);
@@ -95,13 +99,15 @@ cli_help_overview(FILE *f)
 void
 cli_help_noun(FILE *f, const struct cli_noun *noun)
 {
-	fprintf(f, "Usage: mailctl [OPTIONS] %s COMMAND [ARGUMENTS]\n\n%s\n\n"
-	           "Commands:\n",
+	fprintf(f,
+	        "Usage: mailctl [OPTIONS] %s COMMAND [ARGUMENTS]\n\n%s\n\n"
+	        "Commands:\n",
 	        noun->name, noun->summary);
 	for (size_t j = 0; j < noun->ncommands; j++)
 		command_line(f, noun, &noun->commands[j]);
-	fprintf(f, "\nRun 'mailctl %s COMMAND --help' for details and\n"
-	           "'mailctl --help' for the global options.\n",
+	fprintf(f,
+	        "\nRun 'mailctl %s COMMAND --help' for details and\n"
+	        "'mailctl --help' for the global options.\n",
 	        noun->name);
 }
 
@@ -110,14 +116,18 @@ cli_help_command(FILE *f, const struct cli_noun *noun,
                  const struct cli_command *cmd)
 {
 	fprintf(f, "Usage: mailctl [OPTIONS] %s%s%s%s%s\n\n%s\n", noun->name,
-	        cmd->verb != NULL ? " " : "", cmd->verb != NULL ? cmd->verb : "",
-	        cmd->synopsis[0] != '\0' ? " " : "", cmd->synopsis, cmd->summary);
+	        cmd->verb != NULL ? " " : "",
+	        cmd->verb != NULL ? cmd->verb : "",
+	        cmd->synopsis[0] != '\0' ? " " : "", cmd->synopsis,
+	        cmd->summary);
 	if (cmd->help != NULL)
 		fprintf(f, "\n%s", cmd->help);
 	if ((cmd->options & CLI_OPT_WAIT) != 0)
 		fprintf(f, "\n%s", help_wait);
-	fprintf(f, "\nGlobal options: --url URL, --token-file PATH, --tls-ca PATH,\n"
-	           "--tls-cert PATH, --tls-key PATH, --json, --timeout MS (see\n"
-	           "'mailctl --help').\n\n%s",
+	fprintf(f,
+	        "\nGlobal options: --url URL, --token-file PATH, --tls-ca "
+	        "PATH,\n"
+	        "--tls-cert PATH, --tls-key PATH, --json, --timeout MS (see\n"
+	        "'mailctl --help').\n\n%s",
 	        help_exit);
 }

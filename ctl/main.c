@@ -12,8 +12,8 @@
 #include "mem.h"
 
 static const struct cli_noun *const cli_nouns[] = {
-	&cli_domain_noun, &cli_account_noun, &cli_alias_noun,
-	&cli_node_noun,   &cli_status_noun,
+        &cli_domain_noun, &cli_account_noun, &cli_alias_noun,
+        &cli_node_noun,   &cli_status_noun,
 };
 
 #define CLI_NNOUNS (sizeof(cli_nouns) / sizeof(cli_nouns[0]))
@@ -79,11 +79,14 @@ resolve_command(struct cli *cli, const char **pos, size_t npos, int *ret_r)
 		cli_help_noun(stdout, cli->noun);
 		*ret_r = CLI_EXIT_OK;
 		return -1;
-	} else if (npos < 2 || (cli->cmd = find_verb(cli->noun, pos[1])) == NULL) {
+	} else if (npos < 2 ||
+	           (cli->cmd = find_verb(cli->noun, pos[1])) == NULL) {
 		verbs = verb_list(cli->noun);
-		*ret_r = npos < 2 ? cli_usage_error(cli, "'%s' needs a subcommand: %s",
-		                                    pos[0], verbs)
-		                  : cli_usage_error(cli, "unknown command '%s %s' "
+		*ret_r = npos < 2 ? cli_usage_error(
+		                            cli, "'%s' needs a subcommand: %s",
+		                            pos[0], verbs)
+		                  : cli_usage_error(cli,
+		                                    "unknown command '%s %s' "
 		                                    "(expected one of: %s)",
 		                                    pos[0], pos[1], verbs);
 		free(verbs);
@@ -106,13 +109,15 @@ check_command_line(struct cli *cli)
 	unsigned bad = cli->args.used & ~cmd->options;
 
 	if (bad != 0)
-		return cli_usage_error(cli, "option --%s does not apply to '%s%s%s'",
-		                       cli_opt_name(bad), cli->noun->name, sep,
-		                       name);
+		return cli_usage_error(
+		        cli, "option --%s does not apply to '%s%s%s'",
+		        cli_opt_name(bad), cli->noun->name, sep, name);
 	if (cli->noperands < cmd->min_operands)
-		return cli_usage_error(cli, "missing arguments; usage: mailctl "
+		return cli_usage_error(cli,
+		                       "missing arguments; usage: mailctl "
 		                       "%s%s%s %s",
-		                       cli->noun->name, sep, name, cmd->synopsis);
+		                       cli->noun->name, sep, name,
+		                       cmd->synopsis);
 	if (cli->noperands > cmd->max_operands)
 		return cli_usage_error(cli, "unexpected argument '%s'",
 		                       cli->operands[cmd->max_operands]);

@@ -12,22 +12,26 @@ const char *
 cli_node_kind_str(Mc__NodeKind kind)
 {
 	switch (kind) {
-	case MC__NODE_KIND__NODE_KIND_MAILBOX: return "mailbox";
-	case MC__NODE_KIND__NODE_KIND_RELAY: return "relay";
-	default: return "unspecified";
+	case MC__NODE_KIND__NODE_KIND_MAILBOX:
+		return "mailbox";
+	case MC__NODE_KIND__NODE_KIND_RELAY:
+		return "relay";
+	default:
+		return "unspecified";
 	}
 }
 
 json_t *
 cli_node_json(const Mc__Node *n)
 {
-	return json_pack("{s:o, s:s, s:s, s:o, s:I, s:b, s:i, s:I, s:s}", "id",
-	                 cli_json_u64(n->id), "name", n->name, "kind",
-	                 cli_node_kind_str(n->kind), "applied_version",
+	return json_pack("{s:o, s:o, s:s, s:o, s:I, s:b, s:i, s:I, s:o}", "id",
+	                 cli_json_u64(n->id), "name", cli_json_str(n->name),
+	                 "kind", cli_node_kind_str(n->kind), "applied_version",
 	                 cli_json_u64(n->applied_version), "last_heartbeat_ms",
 	                 (json_int_t)n->last_heartbeat_ms, "live", (int)n->live,
 	                 "pid", (int)n->pid, "registered_at",
-	                 (json_int_t)n->registered_at, "software", n->software);
+	                 (json_int_t)n->registered_at, "software",
+	                 cli_json_str(n->software));
 }
 
 static json_t *
@@ -55,10 +59,10 @@ static void
 print_nodes(Mc__Node *const *nodes, size_t n, uint64_t version, bool full)
 {
 	static const char *const long_headers[] = {
-		"ID",    "NAME", "KIND",     "APPLIED",   "LAST HEARTBEAT",
-		"STATE", "PID",  "SOFTWARE", "REGISTERED"};
-	static const char *const short_headers[] = {
-		"NAME", "KIND", "APPLIED", "LAST HEARTBEAT", "STATE"};
+	        "ID",    "NAME", "KIND",     "APPLIED",   "LAST HEARTBEAT",
+	        "STATE", "PID",  "SOFTWARE", "REGISTERED"};
+	static const char *const short_headers[] = {"NAME", "KIND", "APPLIED",
+	                                            "LAST HEARTBEAT", "STATE"};
 	int64_t now = cli_now_ms();
 	struct cli_table t;
 
@@ -66,7 +70,7 @@ print_nodes(Mc__Node *const *nodes, size_t n, uint64_t version, bool full)
 	for (size_t i = 0; i < n; i++) {
 		const Mc__Node *node = nodes[i];
 		char id[24], applied[24], pid[16], age[CLI_FMT_SIZE],
-			reg[CLI_FMT_SIZE];
+		        reg[CLI_FMT_SIZE];
 
 		snprintf(id, sizeof(id), "%" PRIu64, node->id);
 		snprintf(applied, sizeof(applied), "%" PRIu64,
@@ -74,14 +78,15 @@ print_nodes(Mc__Node *const *nodes, size_t n, uint64_t version, bool full)
 		snprintf(pid, sizeof(pid), "%u", node->pid);
 		cli_format_age(now, node->last_heartbeat_ms, age);
 		if (full)
-			cli_table_add(&t, id, node->name,
-			              cli_node_kind_str(node->kind), applied, age,
-			              node_state(node, version), pid,
-			              node->software,
-			              cli_format_time(node->registered_at, reg));
+			cli_table_add(
+			        &t, id, node->name,
+			        cli_node_kind_str(node->kind), applied, age,
+			        node_state(node, version), pid, node->software,
+			        cli_format_time(node->registered_at, reg));
 		else
-			cli_table_add(&t, node->name, cli_node_kind_str(node->kind),
-			              applied, age, node_state(node, version));
+			cli_table_add(&t, node->name,
+			              cli_node_kind_str(node->kind), applied,
+			              age, node_state(node, version));
 	}
 	cli_table_print(&t, stdout);
 	cli_table_fini(&t);
@@ -106,7 +111,8 @@ node_list(struct cli *cli)
 		n = resp->nodes->n_nodes;
 	}
 	if (cli->args.json)
-		cli_json_print(json_pack("{s:o}", "nodes", nodes_json(nodes, n)));
+		cli_json_print(
+		        json_pack("{s:o}", "nodes", nodes_json(nodes, n)));
 	else
 		print_nodes(nodes, n, resp->version, true);
 	mc__response__free_unpacked(resp, NULL);
@@ -121,7 +127,8 @@ print_status(const Mc__StatusInfo *st)
 	for (size_t i = 0; i < st->n_nodes; i++)
 		live += st->nodes[i]->live ? 1 : 0;
 	printf("cluster version:  %" PRIu64 "\nshards:           %u\n"
-	       "node timeout:     %u ms\nnodes:            %zu live, %zu down\n\n",
+	       "node timeout:     %u ms\nnodes:            %zu live, %zu "
+	       "down\n\n",
 	       st->version, st->shard_count, st->node_timeout_ms, live,
 	       st->n_nodes - live);
 	print_nodes(st->nodes, st->n_nodes, st->version, false);
@@ -146,8 +153,9 @@ status_run(struct cli *cli)
 		               "controller's reply carries no status");
 	else if (cli->args.json)
 		cli_json_print(json_pack("{s:o, s:i, s:i, s:o}", "version",
-		                         cli_json_u64(st->version), "shard_count",
-		                         (int)st->shard_count, "node_timeout_ms",
+		                         cli_json_u64(st->version),
+		                         "shard_count", (int)st->shard_count,
+		                         "node_timeout_ms",
 		                         (int)st->node_timeout_ms, "nodes",
 		                         nodes_json(st->nodes, st->n_nodes)));
 	else
@@ -156,30 +164,34 @@ status_run(struct cli *cli)
 	return ret;
 }
 
+static const char node_list_help[] =
+        "Columns: ID, NAME, KIND (mailbox or relay), APPLIED (the\n"
+        "configuration version the node has applied), LAST HEARTBEAT,\n"
+        "STATE (live; 'live, behind' when it has not applied the cluster\n"
+        "version yet; down when no heartbeat came within the node\n"
+        "timeout), PID, SOFTWARE, REGISTERED. With --json:\n"
+        "{\"nodes\":[{\"id\",\"name\",\"kind\",\"applied_version\","
+        "\"last_heartbeat_ms\",\n"
+        "\"live\",\"pid\",\"registered_at\",\"software\"}]}\n";
+
+static const char status_help[] =
+        "Prints the cluster configuration version, the shard count, the\n"
+        "node timeout and, for each node, its name, kind, applied version,\n"
+        "last heartbeat age and state. With --json:\n"
+        "{\"version\",\"shard_count\",\"node_timeout_ms\",\"nodes\":[...]}\n"
+        "with nodes as in 'mailctl node list --json'.\n";
+
+/* clang-format off */
 static const struct cli_command node_commands[] = {
 	{
 		.verb = "list",
 		.synopsis = "",
 		.summary = "List mailbox nodes and relays.",
-		.help = "Columns: ID, NAME, KIND (mailbox or relay), APPLIED (the\n"
-		        "configuration version the node has applied), LAST\n"
-		        "HEARTBEAT, STATE (live, 'live, behind' when it has not\n"
-		        "applied the cluster version yet, or down when no\n"
-		        "heartbeat came within the node timeout), PID, SOFTWARE,\n"
-		        "REGISTERED. With --json: {\"nodes\":[{\"id\",\"name\","
-		        "\"kind\",\n\"applied_version\",\"last_heartbeat_ms\","
-		        "\"live\",\"pid\",\"registered_at\",\n\"software\"}]}\n",
+		.help = node_list_help,
 		.min_operands = 0,
 		.max_operands = 0,
 		.run = node_list,
 	},
-};
-
-const struct cli_noun cli_node_noun = {
-	.name = "node",
-	.summary = "Show the mailbox nodes and relays of the cluster.",
-	.commands = node_commands,
-	.ncommands = sizeof(node_commands) / sizeof(node_commands[0]),
 };
 
 static const struct cli_command status_commands[] = {
@@ -187,21 +199,24 @@ static const struct cli_command status_commands[] = {
 		.verb = NULL,
 		.synopsis = "",
 		.summary = "Cluster version, shards, node health.",
-		.help = "Prints the cluster configuration version, the shard\n"
-		        "count, the node timeout and, for each node, its name,\n"
-		        "kind, applied version, last heartbeat age and state.\n"
-		        "With --json: {\"version\",\"shard_count\","
-		        "\"node_timeout_ms\",\"nodes\":[...]}\n"
-		        "with nodes as in 'mailctl node list --json'.\n",
+		.help = status_help,
 		.min_operands = 0,
 		.max_operands = 0,
 		.run = status_run,
 	},
 };
+/* clang-format on */
+
+const struct cli_noun cli_node_noun = {
+        .name = "node",
+        .summary = "Show the mailbox nodes and relays of the cluster.",
+        .commands = node_commands,
+        .ncommands = sizeof(node_commands) / sizeof(node_commands[0]),
+};
 
 const struct cli_noun cli_status_noun = {
-	.name = "status",
-	.summary = "Show the cluster's state.",
-	.commands = status_commands,
-	.ncommands = 1,
+        .name = "status",
+        .summary = "Show the cluster's state.",
+        .commands = status_commands,
+        .ncommands = 1,
 };

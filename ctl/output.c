@@ -19,8 +19,8 @@ vfail(const struct cli *cli, const char *status, const char *fmt, va_list ap)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	fprintf(stderr, "mailctl: error: %s\n", text);
 	if (cli != NULL && cli->args.json)
-		cli_json_print(json_pack("{s:b, s:s, s:s}", "ok", 0, "status",
-		                         status, "error", text));
+		cli_json_print(json_pack("{s:b, s:s, s:o}", "ok", 0, "status",
+		                         status, "error", cli_json_str(text)));
 }
 
 int
@@ -44,8 +44,8 @@ cli_usage_error(const struct cli *cli, const char *fmt, ...)
 	vfail(cli, "usage", fmt, ap);
 	va_end(ap);
 	if (cli != NULL && cli->cmd != NULL && cli->cmd->verb != NULL)
-		fprintf(stderr, "Try 'mailctl %s %s --help'.\n", cli->noun->name,
-		        cli->cmd->verb);
+		fprintf(stderr, "Try 'mailctl %s %s --help'.\n",
+		        cli->noun->name, cli->cmd->verb);
 	else if (cli != NULL && cli->noun != NULL)
 		fprintf(stderr, "Try 'mailctl %s --help'.\n", cli->noun->name);
 	else
@@ -65,6 +65,24 @@ cli_json_print(json_t *doc)
 }
 
 json_t *
+cli_json_str(const char *s)
+{
+	json_t *j = json_string(s);
+	char *copy;
+
+	if (j != NULL)
+		return j;
+	/* Not UTF-8 (a peer's bytes): keep the ASCII, mark the rest. */
+	copy = mc_strdup(s);
+	for (char *p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
+json_t *
 cli_json_u64(uint64_t v)
 {
 	/* jansson integers are signed 64-bit; ids and versions stay far
@@ -75,8 +93,8 @@ cli_json_u64(uint64_t v)
 const char *
 cli_format_size(uint64_t bytes, char buf[CLI_FMT_SIZE])
 {
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB",
-	                                    "PiB", "EiB"};
+	static const char *const units[] = {"B",   "KiB", "MiB", "GiB",
+	                                    "TiB", "PiB", "EiB"};
 	unsigned u = 0;
 	uint64_t div = 1;
 
@@ -92,8 +110,8 @@ cli_format_size(uint64_t bytes, char buf[CLI_FMT_SIZE])
 		snprintf(buf, CLI_FMT_SIZE, "%" PRIu64 " %s", bytes / div,
 		         units[u]);
 	else
-		snprintf(buf, CLI_FMT_SIZE, "%.1f %s", (double)bytes / (double)div,
-		         units[u]);
+		snprintf(buf, CLI_FMT_SIZE, "%.1f %s",
+		         (double)bytes / (double)div, units[u]);
 	return buf;
 }
 
@@ -161,7 +179,8 @@ cli_table_add(struct cli_table *t, ...)
 	for (size_t c = 0; c < t->ncols; c++) {
 		const char *s = va_arg(ap, const char *);
 
-		t->cells[t->nrows * t->ncols + c] = mc_strdup(s != NULL ? s : "");
+		t->cells[t->nrows * t->ncols + c] =
+		        mc_strdup(s != NULL ? s : "");
 	}
 	va_end(ap);
 	t->nrows++;
@@ -194,8 +213,8 @@ cli_table_print(const struct cli_table *t, FILE *f)
 		}
 	print_row(f, t->headers, widths, t->ncols);
 	for (size_t r = 0; r < t->nrows; r++)
-		print_row(f, (const char *const *)&t->cells[r * t->ncols], widths,
-		          t->ncols);
+		print_row(f, (const char *const *)&t->cells[r * t->ncols],
+		          widths, t->ncols);
 	if (t->nrows == 0)
 		fputs("(none)\n", f);
 	free(widths);

@@ -92,9 +92,9 @@ cli_password_hash(const char *password, size_t len, char **hash_r,
                   const char **error_r)
 {
 	unsigned char salt[CLI_ARGON2_SALT];
-	size_t enclen = argon2_encodedlen(CLI_ARGON2_T, CLI_ARGON2_M_KIB,
-	                                  CLI_ARGON2_P, CLI_ARGON2_SALT,
-	                                  CLI_ARGON2_HASH, Argon2_id);
+	size_t enclen =
+	        argon2_encodedlen(CLI_ARGON2_T, CLI_ARGON2_M_KIB, CLI_ARGON2_P,
+	                          CLI_ARGON2_SALT, CLI_ARGON2_HASH, Argon2_id);
 	char *encoded = mc_malloc(enclen);
 	int rc;
 
@@ -193,8 +193,8 @@ cli_password_new_hash(char **hash_r, const char **error_r)
 	if (isatty(STDIN_FILENO))
 		ret = prompt_twice(buf, sizeof(buf), &len, error_r);
 	else
-		ret = cli_password_read_line(STDIN_FILENO, buf, sizeof(buf), &len,
-		                             error_r);
+		ret = cli_password_read_line(STDIN_FILENO, buf, sizeof(buf),
+		                             &len, error_r);
 	if (ret == 0)
 		ret = cli_password_hash(buf, len, hash_r, error_r);
 	mc_wipe(buf, sizeof(buf));

@@ -14,7 +14,8 @@ cli_check_domain(const struct cli *cli, const char *in,
                  char out[MC_DOMAIN_MAX + 1])
 {
 	if (strlen(in) > MC_DOMAIN_MAX || !mc_addr_domain_valid(in))
-		return cli_usage_error(cli, "invalid domain '%s': expected a "
+		return cli_usage_error(cli,
+		                       "invalid domain '%s': expected a "
 		                       "name like example.org (letters, digits "
 		                       "and '-' in dot-separated labels, IDNs "
 		                       "as xn--)",
@@ -35,7 +36,9 @@ cli_check_address(const struct cli *cli, const char *what, const char *in,
 		return cli_usage_error(cli, "invalid %s '%s': %s", what, in,
 		                       error);
 	/* mc_addr_parse checked the whole address fits MC_ADDR_MAX. */
-	if (snprintf(out, MC_ADDR_MAX + 1, "%s@%s", local, domain) > MC_ADDR_MAX)
-		return cli_usage_error(cli, "invalid %s '%s': too long", what, in);
+	if (snprintf(out, MC_ADDR_MAX + 1, "%s@%s", local, domain) >
+	    MC_ADDR_MAX)
+		return cli_usage_error(cli, "invalid %s '%s': too long", what,
+		                       in);
 	return CLI_EXIT_OK;
 }

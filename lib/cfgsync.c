@@ -123,6 +123,7 @@ struct mc_cfgsync {
 };
 
 static void sync_pump(struct mc_cfgsync *s);
+static void drop_aio_msg(nng_aio *aio, bool done, bool want_result_ok);
 
 /* ---- nng threads: the bridge ---- */
 
@@ -157,7 +158,7 @@ set_state(struct mc_cfgsync *s, enum sync_state st, const char *error)
 	bool same_error = error != NULL && s->last_error != NULL &&
 	                  strcmp(error, s->last_error) == 0;
 
-	if (st == s->state && (error == NULL || same_error))
+	if (s->state == ST_CLOSED || (st == s->state && (error == NULL || same_error)))
 		return;
 	if (st != s->state && error != NULL)
 		mc_warn("cfgsync state %s -> %s error=\"%s\"",
@@ -209,18 +210,19 @@ garbage(struct mc_cfgsync *s, const char *reason)
 }
 
 /* Relays never keep password hashes: wipe any in place (the string
- * becomes ""). */
-static void
+ * becomes ""). Returns true when there was one. */
+static bool
 drop_hash(struct mc_cfgsync *s, Mc__Account *a)
 {
 	if (s->kind != MC__NODE_KIND__NODE_KIND_RELAY || a == NULL ||
 	    a->password_hash == NULL || a->password_hash[0] == '\0')
-		return;
+		return false;
 	mc_wipe(a->password_hash, strlen(a->password_hash));
 	if (!s->hash_warned) {
 		mc_warn("cfgsync dropped password hashes sent to a relay");
 		s->hash_warned = true;
 	}
+	return true;
 }
 
 /* ---- directory changes ---- */
@@ -262,10 +264,11 @@ load_saved(struct mc_cfgsync *s)
 	}
 	if (s->kind == MC__NODE_KIND__NODE_KIND_RELAY) {
 		Mc__Snapshot *snap = mc_directory_to_snapshot(s->dir);
+		size_t dropped = 0;
 
 		for (size_t i = 0; i < snap->n_accounts; i++)
-			drop_hash(s, snap->accounts[i]);
-		if (s->hash_warned) {
+			dropped += drop_hash(s, snap->accounts[i]);
+		if (dropped > 0) {
 			mc_directory_load_snapshot(s->dir, snap);
 			if (mc_directory_save(s->dir, s->state_path, &error) < 0)
 				mc_error("cfgsync cannot save directory path=%s "
@@ -394,7 +397,9 @@ sub_done(struct mc_cfgsync *s)
 	nng_aio_set_msg(s->sub_aio, NULL);
 	handle_published(s, nng_msg_body(msg), nng_msg_len(msg));
 	nng_msg_free(msg);
-	nng_recv_aio(s->sub_sock, s->sub_aio);
+	/* on_change may have closed us. */
+	if (!s->closing)
+		nng_recv_aio(s->sub_sock, s->sub_aio);
 }
 
 /* ---- requests ---- */
@@ -627,11 +632,12 @@ handle_reply(struct mc_cfgsync *s, enum sync_req kind, nng_msg *msg)
 		rv = on_heartbeat(s, resp, &error);
 	else
 		rv = on_snapshot(s, resp, &error);
-	if (rv < 0) {
-		req_failed(s, kind, error);
-	} else {
-		s->inflight = REQ_NONE;
-		settle_state(s);
+	s->inflight = REQ_NONE;
+	if (!s->closing) { /* on_change may have closed us */
+		if (rv < 0)
+			req_failed(s, kind, error);
+		else
+			settle_state(s);
 	}
 	mc_pool_free(&pool);
 }
@@ -685,8 +691,14 @@ async_cb(uv_async_t *a)
 	pthread_mutex_unlock(&s->lock);
 	if (done & DONE_REQ)
 		req_done(s);
-	if (done & DONE_SUB)
+	/* on_change (called under req_done) may close us: the SUB message
+	 * taken from the bridge is then ours to free. */
+	if ((done & DONE_SUB) && s->closing)
+		drop_aio_msg(s->sub_aio, true, true);
+	else if (done & DONE_SUB)
 		sub_done(s);
+	if (s->closing)
+		return;
 	if (s->notify_pending) {
 		s->notify_pending = false;
 		if (s->on_change != NULL)

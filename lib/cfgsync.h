@@ -57,17 +57,17 @@ struct mc_cfgsync_settings {
 int mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
                      struct mc_cfgsync **sync_r, const char **error_r);
 
-/* The directory kept in sync. Never NULL; valid until mc_cfgsync_close.
- * Its views change only inside on_change calls' surroundings (when the
- * loop delivers a snapshot or delta), never behind the caller's back
- * within one loop callback. */
+/* The directory kept in sync; never NULL. The pointer is valid until
+ * mc_cfgsync_close. Its content (and the views its lookups return)
+ * changes only in this module's loop callbacks, right before on_change
+ * is called: never in the middle of another callback of the daemon. */
 const struct mc_directory *mc_cfgsync_directory(const struct mc_cfgsync *sync);
 
 /* Stop syncing and tear down: closes the sockets at once (waiting briefly
  * for nng callbacks in progress), closes the loop handles, and frees the
  * object in the last close callback, so the loop must run afterwards
- * (mc_daemon_fini does). on_change is not called any more. NULL-safe;
- * sets *sync to NULL. */
+ * (mc_daemon_fini does). on_change is not called any more. May be called
+ * from on_change. Loop thread only; NULL-safe; sets *sync to NULL. */
 void mc_cfgsync_close(struct mc_cfgsync **sync);
 
 #endif

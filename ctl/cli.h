@@ -20,9 +20,7 @@
 #include "addr.h"
 #include "mc.pb-c.h"
 
-#ifndef MC_VERSION
-#define MC_VERSION "0.1.0"
-#endif
+#include "version.h"
 
 enum cli_exit {
 	CLI_EXIT_OK = 0,

@@ -42,7 +42,12 @@ parse_args(struct mc_daemon *d, const char *const *known_keys, int argc,
 		} else if (strcmp(a, "--version") == 0) {
 			printf("%s %s\n", d->prog, MC_SOFTWARE);
 			return 1;
-		} else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
+		} else if (strcmp(a, "--config") == 0) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "%s: --config needs a FILE\n",
+				        d->prog);
+				goto usage;
+			}
 			path = argv[++i];
 		} else if (strncmp(a, "--config=", 9) == 0) {
 			path = a + 9;

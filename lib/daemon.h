@@ -31,8 +31,7 @@
 #include "config.h"
 #include "rpc.h"
 
-/* Reported by --version and sent to the controller on registration. */
-#define MC_SOFTWARE "mail-cluster 0.1"
+#include "version.h"
 
 struct mc_daemon {
 	/* Public, valid between a successful mc_daemon_init and

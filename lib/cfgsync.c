@@ -62,13 +62,16 @@ enum sync_state {
 };
 
 static const char *const state_names[] = {
-	"starting", "registering", "syncing", "synced", "offline", "closed",
+        "starting", "registering", "syncing", "synced", "offline", "closed",
 };
 
 enum sync_req { REQ_NONE, REQ_REGISTER, REQ_HEARTBEAT, REQ_SNAPSHOT };
 
 static const char *const req_names[] = {
-	"none", "register", "heartbeat", "snapshot",
+        "none",
+        "register",
+        "heartbeat",
+        "snapshot",
 };
 
 struct mc_cfgsync {
@@ -105,16 +108,16 @@ struct mc_cfgsync {
 	enum sync_state state;
 	char *last_error; /* last error logged while offline */
 	enum sync_req inflight;
-	bool recv_phase;       /* inflight request sent, awaiting reply */
-	uint64_t deadline;     /* loop ms by which the reply must be in */
-	bool backoff;          /* retry_timer running: no requests */
+	bool recv_phase;   /* inflight request sent, awaiting reply */
+	uint64_t deadline; /* loop ms by which the reply must be in */
+	bool backoff;      /* retry_timer running: no requests */
 	bool need_snapshot;
 	bool need_heartbeat;
-	bool notify_pending;   /* saved directory loaded: tell the daemon */
+	bool notify_pending; /* saved directory loaded: tell the daemon */
 	bool closing;
-	uint64_t node_id;      /* 0 = not registered */
+	uint64_t node_id;         /* 0 = not registered */
 	uint64_t cluster_version; /* as last reported by the controller */
-	uint64_t gap_target;   /* version the gap timer waits for */
+	uint64_t gap_target;      /* version the gap timer waits for */
 	unsigned heartbeat_ms;
 	bool hash_warned;
 	bool garbage_logged;
@@ -158,17 +161,19 @@ set_state(struct mc_cfgsync *s, enum sync_state st, const char *error)
 	bool same_error = error != NULL && s->last_error != NULL &&
 	                  strcmp(error, s->last_error) == 0;
 
-	if (s->state == ST_CLOSED || (st == s->state && (error == NULL || same_error)))
+	if (s->state == ST_CLOSED ||
+	    (st == s->state && (error == NULL || same_error)))
 		return;
 	if (st != s->state && error != NULL)
 		mc_warn("cfgsync state %s -> %s error=\"%s\"",
 		        state_names[s->state], state_names[st], error);
 	else if (st != s->state)
-		mc_info("cfgsync state %s -> %s version=%llu", state_names[s->state],
-		        state_names[st],
+		mc_info("cfgsync state %s -> %s version=%llu",
+		        state_names[s->state], state_names[st],
 		        (unsigned long long)mc_directory_version(s->dir));
 	else
-		mc_warn("cfgsync still %s error=\"%s\"", state_names[st], error);
+		mc_warn("cfgsync still %s error=\"%s\"", state_names[st],
+		        error);
 	free(s->last_error);
 	s->last_error = error != NULL ? mc_strdup(error) : NULL;
 	s->state = st;
@@ -178,7 +183,7 @@ set_state(struct mc_cfgsync *s, enum sync_state st, const char *error)
 static void
 settle_state(struct mc_cfgsync *s)
 {
-	enum sync_state st = s->node_id == 0 ? ST_REGISTERING
+	enum sync_state st = s->node_id == 0    ? ST_REGISTERING
 	                     : s->need_snapshot ? ST_SYNCING
 	                                        : ST_SYNCED;
 
@@ -200,7 +205,8 @@ garbage(struct mc_cfgsync *s, const char *reason)
 
 	mc_debug("cfgsync ignoring published message reason=\"%s\"", reason);
 	s->garbage_dropped++;
-	if (s->garbage_logged && now - s->garbage_logged_at < SYNC_GARBAGE_LOG_MS)
+	if (s->garbage_logged &&
+	    now - s->garbage_logged_at < SYNC_GARBAGE_LOG_MS)
 		return;
 	mc_warn("cfgsync ignoring published message reason=\"%s\" dropped=%llu",
 	        reason, (unsigned long long)s->garbage_dropped);
@@ -251,10 +257,12 @@ load_saved(struct mc_cfgsync *s)
 
 	if (stat(s->state_path, &st) < 0) {
 		if (errno == ENOENT)
-			mc_info("cfgsync no saved directory path=%s", s->state_path);
+			mc_info("cfgsync no saved directory path=%s",
+			        s->state_path);
 		else
 			mc_warn("cfgsync cannot read saved directory path=%s "
-			        "error=\"%s\"", s->state_path, strerror(errno));
+			        "error=\"%s\"",
+			        s->state_path, strerror(errno));
 		return;
 	}
 	if (mc_directory_load(s->dir, s->state_path, &error) < 0) {
@@ -270,14 +278,18 @@ load_saved(struct mc_cfgsync *s)
 			dropped += drop_hash(s, snap->accounts[i]);
 		if (dropped > 0) {
 			mc_directory_load_snapshot(s->dir, snap);
-			if (mc_directory_save(s->dir, s->state_path, &error) < 0)
-				mc_error("cfgsync cannot save directory path=%s "
-				         "error=\"%s\"", s->state_path, error);
+			if (mc_directory_save(s->dir, s->state_path, &error) <
+			    0)
+				mc_error(
+				        "cfgsync cannot save directory path=%s "
+				        "error=\"%s\"",
+				        s->state_path, error);
 		}
 		mc_directory_snapshot_free(&snap);
 	}
 	mc_info("cfgsync loaded saved directory path=%s version=%llu",
-	        s->state_path, (unsigned long long)mc_directory_version(s->dir));
+	        s->state_path,
+	        (unsigned long long)mc_directory_version(s->dir));
 	s->notify_pending = true;
 }
 
@@ -303,7 +315,8 @@ delta_valid(const Mc__Delta *d, const char **reason_r)
 			*reason_r = "bad change op";
 			return false;
 		}
-		if (c->object_case == MC__CHANGE__OBJECT_DOMAIN && c->domain != NULL)
+		if (c->object_case == MC__CHANGE__OBJECT_DOMAIN &&
+		    c->domain != NULL)
 			id = c->domain->id;
 		else if (c->object_case == MC__CHANGE__OBJECT_ACCOUNT &&
 		         c->account != NULL)
@@ -331,13 +344,16 @@ apply_delta(struct mc_cfgsync *s, Mc__Delta *d)
 	rv = mc_directory_apply_delta(s->dir, d);
 	if (rv == 0) {
 		mc_debug("cfgsync old delta ignored version=%llu to=%llu",
-		         (unsigned long long)old, (unsigned long long)d->to_version);
+		         (unsigned long long)old,
+		         (unsigned long long)d->to_version);
 		return;
 	}
 	if (rv < 0) {
 		if (!s->need_snapshot)
-			mc_info("cfgsync delta gap version=%llu from=%llu to=%llu, "
-			        "fetching snapshot", (unsigned long long)old,
+			mc_info("cfgsync delta gap version=%llu from=%llu "
+			        "to=%llu, "
+			        "fetching snapshot",
+			        (unsigned long long)old,
 			        (unsigned long long)d->from_version,
 			        (unsigned long long)d->to_version);
 		want_snapshot(s);
@@ -363,7 +379,8 @@ handle_published(struct mc_cfgsync *s, const uint8_t *data, size_t len)
 		return;
 	}
 	pool = mc_pool_new();
-	d = mc__delta__unpack(mc_pool_protobuf_allocator(pool), len - 1, data + 1);
+	d = mc__delta__unpack(mc_pool_protobuf_allocator(pool), len - 1,
+	                      data + 1);
 	if (d == NULL)
 		garbage(s, "malformed delta");
 	else if (!delta_valid(d, &reason))
@@ -389,8 +406,10 @@ sub_done(struct mc_cfgsync *s)
 
 	if (rv != 0) {
 		/* Not expected outside shutdown; do not spin on it. */
-		mc_warn("cfgsync publish receive error=\"%s\"", nng_strerror(rv));
-		uv_timer_start(&s->sub_timer, sub_timer_cb, SYNC_SUB_RETRY_MS, 0);
+		mc_warn("cfgsync publish receive error=\"%s\"",
+		        nng_strerror(rv));
+		uv_timer_start(&s->sub_timer, sub_timer_cb, SYNC_SUB_RETRY_MS,
+		               0);
 		return;
 	}
 	msg = nng_aio_get_msg(s->sub_aio);
@@ -544,8 +563,8 @@ on_register(struct mc_cfgsync *s, const Mc__Response *resp,
 	    mc_directory_shard_count(s->dir) == 0)
 		s->need_snapshot = true;
 	mc_info("cfgsync registered node_id=%llu cluster_version=%llu "
-	        "version=%llu heartbeat_ms=%u", (unsigned long long)r->node_id,
-	        (unsigned long long)r->version,
+	        "version=%llu heartbeat_ms=%u",
+	        (unsigned long long)r->node_id, (unsigned long long)r->version,
 	        (unsigned long long)mc_directory_version(s->dir), hb);
 	return 0;
 }
@@ -562,7 +581,8 @@ on_heartbeat(struct mc_cfgsync *s, const Mc__Response *resp,
 	}
 	if (!hb->known) {
 		mc_warn("cfgsync controller does not know node_id=%llu, "
-		        "registering again", (unsigned long long)s->node_id);
+		        "registering again",
+		        (unsigned long long)s->node_id);
 		s->node_id = 0;
 		uv_timer_stop(&s->hb_timer);
 		uv_timer_stop(&s->gap_timer);
@@ -594,7 +614,8 @@ on_snapshot(struct mc_cfgsync *s, const Mc__Response *resp,
 	 * controller itself says the cluster went back (restored database). */
 	if (snap->version < old && s->cluster_version >= old) {
 		mc_info("cfgsync stale snapshot ignored snapshot_version=%llu "
-		        "version=%llu", (unsigned long long)snap->version,
+		        "version=%llu",
+		        (unsigned long long)snap->version,
 		        (unsigned long long)old);
 		return 0;
 	}
@@ -604,9 +625,9 @@ on_snapshot(struct mc_cfgsync *s, const Mc__Response *resp,
 	if (snap->version > s->cluster_version || snap->version < old)
 		s->cluster_version = snap->version;
 	mc_info("cfgsync snapshot loaded version=%llu -> %llu domains=%zu "
-	        "accounts=%zu aliases=%zu", (unsigned long long)old,
-	        (unsigned long long)snap->version, snap->n_domains,
-	        snap->n_accounts, snap->n_aliases);
+	        "accounts=%zu aliases=%zu",
+	        (unsigned long long)old, (unsigned long long)snap->version,
+	        snap->n_domains, snap->n_accounts, snap->n_aliases);
 	directory_changed(s);
 	return 0;
 }
@@ -655,20 +676,24 @@ req_done(struct mc_cfgsync *s)
 			/* A failed send leaves the message with us. */
 			if (msg != NULL)
 				nng_msg_free(msg);
-			req_failed(s, s->inflight, rv == NNG_ETIMEDOUT
-			           ? "controller unreachable (timeout)"
-			           : nng_strerror(rv));
+			req_failed(s, s->inflight,
+			           rv == NNG_ETIMEDOUT
+			                   ? "controller unreachable (timeout)"
+			                   : nng_strerror(rv));
 			return;
 		}
 		s->recv_phase = true;
-		nng_aio_set_timeout(s->req_aio, s->deadline > now
-		                    ? (nng_duration)(s->deadline - now) : 1);
+		nng_aio_set_timeout(s->req_aio,
+		                    s->deadline > now
+		                            ? (nng_duration)(s->deadline - now)
+		                            : 1);
 		nng_ctx_recv(s->req_ctx, s->req_aio);
 		return;
 	}
 	if (rv != 0) {
-		req_failed(s, s->inflight, rv == NNG_ETIMEDOUT
-		           ? "no reply in time" : nng_strerror(rv));
+		req_failed(s, s->inflight,
+		           rv == NNG_ETIMEDOUT ? "no reply in time"
+		                               : nng_strerror(rv));
 		return;
 	}
 	handle_reply(s, s->inflight, msg);
@@ -812,6 +837,31 @@ init_timer(struct mc_cfgsync *s, uv_timer_t *t)
 }
 
 int
+mc_cfgsync_configure(const struct mc_daemon *d, struct mc_cfgsync_settings *set,
+                     char **token_r, const char **error_r)
+{
+	const struct {
+		const char *key;
+		const char **value_r;
+	} required[] = {
+	        {"name", &set->name},
+	        {"control_url", &set->control_url},
+	        {"publish_url", &set->publish_url},
+	        {"state_dir", &set->state_dir},
+	};
+
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (mc_daemon_require(d, required[i].key, required[i].value_r,
+		                      error_r) < 0)
+			return -1;
+	if (mc_daemon_tls_files(d, &set->tls, error_r) < 0 ||
+	    mc_daemon_secret(d, "node_token_file", token_r, error_r) < 0)
+		return -1;
+	set->token = *token_r;
+	return 0;
+}
+
+int
 mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
                  struct mc_cfgsync **sync_r, const char **error_r)
 {
@@ -825,8 +875,9 @@ mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
 	s->name = mc_strdup(set->name);
 	s->token = mc_strdup(set->token);
 	s->kind = set->kind;
-	s->topic = set->kind == MC__NODE_KIND__NODE_KIND_RELAY ? MC_TOPIC_RELAY
-	                                                     : MC_TOPIC_MAILBOX;
+	s->topic = set->kind == MC__NODE_KIND__NODE_KIND_RELAY
+	                   ? MC_TOPIC_RELAY
+	                   : MC_TOPIC_MAILBOX;
 	s->timeout_ms = set->request_timeout_ms != 0 ? set->request_timeout_ms
 	                                             : SYNC_TIMEOUT_DEFAULT_MS;
 	s->heartbeat_ms = SYNC_HEARTBEAT_DEFAULT_MS;
@@ -850,7 +901,8 @@ mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
 	init_timer(s, &s->retry_timer);
 	init_timer(s, &s->gap_timer);
 	init_timer(s, &s->sub_timer);
-	mc_info("cfgsync starting name=%s kind=%s control_url=%s publish_url=%s",
+	mc_info("cfgsync starting name=%s kind=%s control_url=%s "
+	        "publish_url=%s",
 	        s->name, s->topic == MC_TOPIC_RELAY ? "relay" : "mailbox",
 	        set->control_url, set->publish_url);
 	nng_recv_aio(s->sub_sock, s->sub_aio);

@@ -27,6 +27,7 @@
 
 #include <uv.h>
 
+#include "daemon.h"
 #include "directory.h"
 #include "mc.pb-c.h"
 #include "rpc.h"
@@ -49,6 +50,16 @@ struct mc_cfgsync_settings {
 	void (*on_change)(const struct mc_directory *dir, void *ctx);
 	void *ctx;
 };
+
+/* Fill the connection settings of set from a mail-node or mail-relay
+ * config: name, control_url, publish_url and state_dir (required), the
+ * tls_* files, and the token read from node_token_file into *token_r
+ * (heap memory: mc_secret_free it once mc_cfgsync_start has copied it).
+ * kind, on_change and ctx are left to the caller. Strings point into the
+ * daemon's config. Returns 0, or -1 with error_r. */
+int mc_cfgsync_configure(const struct mc_daemon *d,
+                         struct mc_cfgsync_settings *set, char **token_r,
+                         const char **error_r);
 
 /* Validate settings, load the saved directory, open the sockets and start
  * syncing on loop. All strings in set are only borrowed for the call.

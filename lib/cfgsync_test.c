@@ -23,8 +23,8 @@ struct fake {
 	pthread_t thread;
 	atomic_bool stop;
 	pthread_mutex_t lock;
-	uint64_t version;  /* cluster version reported */
-	bool forget;       /* next heartbeat: known = false */
+	uint64_t version; /* cluster version reported */
+	bool forget;      /* next heartbeat: known = false */
 	unsigned registers, snapshots, heartbeats;
 	uint64_t last_applied;
 	char token_seen[64];
@@ -57,8 +57,8 @@ fake_snapshot(Mc__Snapshot *snap, Mc__Domain *dom, Mc__Account *acc,
 static void
 fake_answer(nng_msg *msg)
 {
-	Mc__Request *req = mc_rpc_unpack_request(nng_msg_body(msg),
-	                                         nng_msg_len(msg));
+	Mc__Request *req =
+	        mc_rpc_unpack_request(nng_msg_body(msg), nng_msg_len(msg));
 	Mc__Response resp = MC__RESPONSE__INIT;
 	Mc__RegisterResp reg = MC__REGISTER_RESP__INIT;
 	Mc__HeartbeatResp hb = MC__HEARTBEAT_RESP__INIT;
@@ -215,9 +215,14 @@ test_sync(uv_loop_t *loop, const char *dir_path, const char *ctl_url,
 {
 	char topic = kind == MC__NODE_KIND__NODE_KIND_RELAY ? 'R' : 'M';
 	struct mc_cfgsync_settings set = {
-		.name = "n1", .kind = kind, .control_url = ctl_url,
-		.publish_url = pub_url, .token = "tok", .state_dir = dir_path,
-		.request_timeout_ms = 500, .on_change = on_change,
+	        .name = "n1",
+	        .kind = kind,
+	        .control_url = ctl_url,
+	        .publish_url = pub_url,
+	        .token = "tok",
+	        .state_dir = dir_path,
+	        .request_timeout_ms = 500,
+	        .on_change = on_change,
 	};
 	struct mc_cfgsync *sync = NULL;
 	const struct mc_directory *dir;
@@ -238,7 +243,8 @@ test_sync(uv_loop_t *loop, const char *dir_path, const char *ctl_url,
 	if (kind == MC__NODE_KIND__NODE_KIND_RELAY)
 		CHECK(acc != NULL && acc->password_hash[0] == '\0');
 	else
-		CHECK(acc != NULL && strcmp(acc->password_hash, "$argon2id$fake") == 0);
+		CHECK(acc != NULL &&
+		      strcmp(acc->password_hash, "$argon2id$fake") == 0);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 
 	/* deltas (repeated until the SUB socket has joined: old news is
@@ -324,10 +330,12 @@ main(void)
 	pthread_create(&fake.thread, NULL, fake_run, NULL);
 
 	state = mc_asprintf("%s/mailbox", dir_path);
-	test_sync(&loop, state, ctl_url, pub_url, MC__NODE_KIND__NODE_KIND_MAILBOX);
+	test_sync(&loop, state, ctl_url, pub_url,
+	          MC__NODE_KIND__NODE_KIND_MAILBOX);
 	free(state);
 	state = mc_asprintf("%s/relay", dir_path);
-	test_sync(&loop, state, ctl_url, pub_url, MC__NODE_KIND__NODE_KIND_RELAY);
+	test_sync(&loop, state, ctl_url, pub_url,
+	          MC__NODE_KIND__NODE_KIND_RELAY);
 	free(state);
 
 	atomic_store(&fake.stop, true);

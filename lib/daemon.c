@@ -52,7 +52,8 @@ parse_args(struct mc_daemon *d, const char *const *known_keys, int argc,
 		} else if (strncmp(a, "--config=", 9) == 0) {
 			path = a + 9;
 		} else {
-			fprintf(stderr, "%s: unexpected argument '%s'\n", d->prog, a);
+			fprintf(stderr, "%s: unexpected argument '%s'\n",
+			        d->prog, a);
 			goto usage;
 		}
 	}
@@ -90,8 +91,10 @@ mc_daemon_init(struct mc_daemon *d, const char *prog,
 	}
 	level_name = mc_config_get(d->cfg, "log_level", "info");
 	if (mc_log_level_parse(level_name, &level) < 0) {
-		fprintf(stderr, "%s: %s: log_level '%s' is not debug, info, warn "
-		        "or error\n", prog, d->config_path, level_name);
+		fprintf(stderr,
+		        "%s: %s: log_level '%s' is not debug, info, warn "
+		        "or error\n",
+		        prog, d->config_path, level_name);
 		goto fail;
 	}
 	mc_log_init(prog, level);
@@ -147,7 +150,8 @@ mc_daemon_run(struct mc_daemon *d, void (*on_stop)(void *ctx), void *ctx)
 	 * closed everything else. */
 	uv_unref((uv_handle_t *)&d->sig_term);
 	uv_unref((uv_handle_t *)&d->sig_int);
-	mc_info("started version=\"%s\" config=%s", MC_SOFTWARE, d->config_path);
+	mc_info("started version=\"%s\" config=%s", MC_SOFTWARE,
+	        d->config_path);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	mc_info("stopped");
 	return 0;
@@ -245,7 +249,8 @@ mc_daemon_tls_files(const struct mc_daemon *d, struct mc_tls_files *tls_r,
 	tls_r->key_file = nonempty(d, "tls_key_file");
 	if ((tls_r->cert_file == NULL) != (tls_r->key_file == NULL)) {
 		*error_r = mc_errorf("%s: tls_cert_file and tls_key_file go "
-		                     "together", d->config_path);
+		                     "together",
+		                     d->config_path);
 		return -1;
 	}
 	return 0;

@@ -10,8 +10,8 @@
 #include "test.h"
 
 static const char *const keys[] = {
-	"name", "token_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
-	"log_level", NULL,
+        "name",         "token_file", "tls_ca_file", "tls_cert_file",
+        "tls_key_file", "log_level",  NULL,
 };
 
 static char dir_path[] = "/tmp/daemon_test.XXXXXX";
@@ -49,7 +49,8 @@ test_args(void)
 	char *unknown = write_file("unknown.conf", "nmae = x\n");
 	char *level = write_file("level.conf", "log_level = loud\n");
 	char a0[] = "daemon_test", help[] = "--help", version[] = "--version";
-	char config[] = "--config", bogus[] = "--bogus", missing[] = "/nonexistent";
+	char config[] = "--config", bogus[] = "--bogus",
+	     missing[] = "/nonexistent";
 	char *v_help[] = {a0, help, NULL};
 	char *v_version[] = {a0, version, NULL};
 	char *v_none[] = {a0, NULL};
@@ -78,8 +79,10 @@ static void
 test_helpers(void)
 {
 	char *tok = write_file("token", "s3cret\n");
-	char *text = mc_asprintf("name = x\ntoken_file = %s\ntls_cert_file = c\n"
-	                         "log_level = warn\n", tok);
+	char *text =
+	        mc_asprintf("name = x\ntoken_file = %s\ntls_cert_file = c\n"
+	                    "log_level = warn\n",
+	                    tok);
 	char *conf = write_file("helpers.conf", text);
 	char a0[] = "daemon_test", config[] = "--config";
 	char *argv[] = {a0, config, conf, NULL};

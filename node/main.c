@@ -11,8 +11,9 @@
 #include "log.h"
 
 static const char *const node_keys[] = {
-	"name", "control_url", "publish_url", "node_token_file", "state_dir",
-	"tls_ca_file", "tls_cert_file", "tls_key_file", "log_level", NULL,
+        "name",      "control_url", "publish_url",   "node_token_file",
+        "state_dir", "tls_ca_file", "tls_cert_file", "tls_key_file",
+        "log_level", NULL,
 };
 
 struct node {
@@ -42,23 +43,15 @@ node_start(struct node *n, const char **error_r)
 {
 	const struct mc_daemon *d = &n->daemon;
 	struct mc_cfgsync_settings set = {
-		.kind = MC__NODE_KIND__NODE_KIND_MAILBOX,
-		.on_change = node_directory_changed,
-		.ctx = n,
+	        .kind = MC__NODE_KIND__NODE_KIND_MAILBOX,
+	        .on_change = node_directory_changed,
+	        .ctx = n,
 	};
 	char *token = NULL;
 	int rv = -1;
 
-	if (mc_daemon_require(d, "name", &set.name, error_r) < 0 ||
-	    mc_daemon_require(d, "control_url", &set.control_url, error_r) < 0 ||
-	    mc_daemon_require(d, "publish_url", &set.publish_url, error_r) < 0 ||
-	    mc_daemon_require(d, "state_dir", &set.state_dir, error_r) < 0 ||
-	    mc_daemon_tls_files(d, &set.tls, error_r) < 0 ||
-	    mc_daemon_secret(d, "node_token_file", &token, error_r) < 0)
-		goto fail;
-	set.token = token;
-	rv = mc_cfgsync_start(d->loop, &set, &n->sync, error_r);
-fail:
+	if (mc_cfgsync_configure(d, &set, &token, error_r) == 0)
+		rv = mc_cfgsync_start(d->loop, &set, &n->sync, error_r);
 	mc_secret_free(&token);
 	return rv;
 }

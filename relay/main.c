@@ -11,8 +11,9 @@
 #include "log.h"
 
 static const char *const relay_keys[] = {
-	"name", "control_url", "publish_url", "node_token_file", "state_dir",
-	"tls_ca_file", "tls_cert_file", "tls_key_file", "log_level", NULL,
+        "name",      "control_url", "publish_url",   "node_token_file",
+        "state_dir", "tls_ca_file", "tls_cert_file", "tls_key_file",
+        "log_level", NULL,
 };
 
 struct relay {
@@ -42,23 +43,15 @@ relay_start(struct relay *r, const char **error_r)
 {
 	const struct mc_daemon *d = &r->daemon;
 	struct mc_cfgsync_settings set = {
-		.kind = MC__NODE_KIND__NODE_KIND_RELAY,
-		.on_change = relay_directory_changed,
-		.ctx = r,
+	        .kind = MC__NODE_KIND__NODE_KIND_RELAY,
+	        .on_change = relay_directory_changed,
+	        .ctx = r,
 	};
 	char *token = NULL;
 	int rv = -1;
 
-	if (mc_daemon_require(d, "name", &set.name, error_r) < 0 ||
-	    mc_daemon_require(d, "control_url", &set.control_url, error_r) < 0 ||
-	    mc_daemon_require(d, "publish_url", &set.publish_url, error_r) < 0 ||
-	    mc_daemon_require(d, "state_dir", &set.state_dir, error_r) < 0 ||
-	    mc_daemon_tls_files(d, &set.tls, error_r) < 0 ||
-	    mc_daemon_secret(d, "node_token_file", &token, error_r) < 0)
-		goto fail;
-	set.token = token;
-	rv = mc_cfgsync_start(d->loop, &set, &r->sync, error_r);
-fail:
+	if (mc_cfgsync_configure(d, &set, &token, error_r) == 0)
+		rv = mc_cfgsync_start(d->loop, &set, &r->sync, error_r);
 	mc_secret_free(&token);
 	return rv;
 }

@@ -9,9 +9,11 @@ ever signalled, and only after checking their command line.
 
 Environment: MC_BIN (build folder holding the binaries, set by ctest),
 MC_RPC_POKE (path of the rpc_poke tool), MC_KEEP=1 keeps the folder of a
-failed run for inspection.
+failed run for inspection. A sanitizer report (ASan, UBSan, LSan) in any
+daemon log counts as one more failure.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -125,7 +127,20 @@ class Cluster:
         self.reload_env()
         return p
 
+    def clean_leftovers(self):
+        """Stop a cluster an earlier, killed run of this module left on
+        the same ports (the script checks each PID still is its daemon)."""
+        pattern = os.path.join(tempfile.gettempdir(),
+                               "mc-it-%d-*" % self.base_port)
+        for old in glob.glob(pattern):
+            if os.path.exists(os.path.join(old, "cluster.env")):
+                log("stopping leftover cluster in %s" % old)
+                subprocess.run([CLUSTER, "down", "--purge", "--dir", old],
+                               env=self.script_env(), stdin=subprocess.DEVNULL,
+                               timeout=120)
+
     def up(self):
+        self.clean_leftovers()
         for port in (self.base_port, self.base_port + 1, self.base_port + 10):
             if not port_free(port):
                 raise AssertionError("port %d is in use: a cluster from an "
@@ -143,16 +158,40 @@ class Cluster:
         if os.path.exists(path):
             self.env = parse_env(path)
 
-    def down(self, keep=False):
+    def down(self):
+        """Stop everything; the folder stays (see purge)."""
         if self.dir is None:
             return
         try:
-            self.cluster("down", *([] if keep else ["--purge"]))
+            self.cluster("down")
         except Exception as e:  # the script failed: stop what it recorded
             log("cluster down failed: %s" % e)
             self.kill_recorded()
-        if keep:
-            log("kept %s" % self.dir)
+
+    def purge(self):
+        if self.dir is None:
+            return
+        try:
+            self.cluster("down", "--purge")
+        except Exception as e:
+            log("cluster down --purge failed: %s" % e)
+        if os.path.isdir(self.dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def sanitizer_reports(self):
+        """Lines of AddressSanitizer/UBSan/LeakSanitizer reports in the
+        daemons' logs (daemons built with -DMC_SANITIZE=ON)."""
+        found = []
+        for name in ["controller"] + self.members():
+            try:
+                text = self.read_log(name)
+            except (OSError, KeyError):
+                continue
+            for line in text.splitlines():
+                if ("Sanitizer" in line and "ERROR" in line) or \
+                        "runtime error:" in line:
+                    found.append("%s: %s" % (name, line.strip()))
+        return found
 
     def kill_recorded(self):
         for name in self.members() + ["controller"]:
@@ -318,6 +357,8 @@ def run_tests(cluster, tests):
     tear the cluster down, print "N passed, N failed", exit."""
     passed = failed = 0
     started = time.monotonic()
+    # SIGTERM (say, from a test runner) unwinds through the teardown below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         cluster.up()
     except Exception:
@@ -340,10 +381,15 @@ def run_tests(cluster, tests):
                 passed += 1
                 log("ok   %s (%.1fs)" % (name, time.monotonic() - t0))
     finally:
-        keep = failed > 0 and os.environ.get("MC_KEEP") == "1"
-        cluster.down(keep=keep)
-        if not keep and cluster.dir and os.path.isdir(cluster.dir):
-            shutil.rmtree(cluster.dir, ignore_errors=True)
+        cluster.down()
+        reports = cluster.sanitizer_reports()
+        if reports:
+            failed += 1
+            log("FAIL sanitizer reports in daemon logs:\n" + "\n".join(reports))
+        if failed > 0 and os.environ.get("MC_KEEP") == "1":
+            log("kept %s" % cluster.dir)
+        else:
+            cluster.purge()
     log("(%.1fs)" % (time.monotonic() - started))
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(0 if failed == 0 else 1)

@@ -29,7 +29,13 @@
 /* Larger than MC_RPC_MAX_REQUEST so a test can send an oversized one. */
 #define POKE_MAX_RAW (4 * 1024 * 1024)
 
-enum poke_kind { POKE_NONE, POKE_RAW, POKE_STATUS, POKE_DOMAIN_LIST, POKE_DROP };
+enum poke_kind {
+	POKE_NONE,
+	POKE_RAW,
+	POKE_STATUS,
+	POKE_DOMAIN_LIST,
+	POKE_DROP
+};
 
 struct poke_opts {
 	const char *url;
@@ -127,7 +133,8 @@ read_raw(const char *path, char **buf_r, size_t *len_r, const char **error_r)
 		fclose(f);
 	if (n > POKE_MAX_RAW) {
 		free(buf);
-		*error_r = mc_errorf("%s: larger than %d bytes", path, POKE_MAX_RAW);
+		*error_r = mc_errorf("%s: larger than %d bytes", path,
+		                     POKE_MAX_RAW);
 		return -1;
 	}
 	*buf_r = buf;

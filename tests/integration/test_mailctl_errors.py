@@ -4,6 +4,7 @@ unknown object, wrong credential), 3 when the controller cannot be
 reached; --wait returns only once every live member applied the change.
 Also: the test-only DebugDropDeltasReq is refused without fault_injection."""
 
+import json
 import os
 import tempfile
 
@@ -53,7 +54,6 @@ def test_duplicates_exit_1_exists(c):
     # The JSON error document says so too.
     code, out, err = c.mailctl("--json", "domain", "add", "err.test")
     assert code == 1, code
-    import json
     doc = json.loads(out)
     assert doc.get("ok") is False and "exist" in str(doc.get("status", "")), doc
 

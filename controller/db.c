@@ -15,6 +15,15 @@
 
 #define CTRL_DB_MAX_PARAMS 8
 
+/* Server notices ("relation already exists, skipping") go to the debug log
+ * instead of raw to stderr. */
+static void
+notice_cb(void *arg, const char *message)
+{
+	(void)arg;
+	mc_debug("postgres notice=\"%.*s\"", (int)strcspn(message, "\n"), message);
+}
+
 int
 ctrl_db_connect(struct ctrl *c, const char **error_r)
 {
@@ -29,6 +38,7 @@ ctrl_db_connect(struct ctrl *c, const char **error_r)
 		ctrl_db_close(c);
 		return -1;
 	}
+	PQsetNoticeProcessor(c->pg, notice_cb, NULL);
 	/* A wedged query must not stall every admin request and heartbeat. */
 	res = PQexec(c->pg, "SET statement_timeout = '10s'; "
 	                    "SET lock_timeout = '5s'; SET TIME ZONE 'UTC'");

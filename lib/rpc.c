@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nng/supplemental/tls/tls.h>
@@ -148,6 +151,36 @@ fail:
 	return -1;
 }
 
+/* A crashed daemon leaves its ipc socket file behind and binding would fail
+ * with "address in use" although nobody listens. Remove the file only when
+ * nothing accepts on it: a live owner must never lose its socket to a
+ * second instance started by mistake. */
+static int
+remove_stale_ipc(const char *path, const char **error_r)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, rv;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		*error_r = mc_errorf("ipc path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		*error_r = mc_errorf("socket: %s", strerror(errno));
+		return -1;
+	}
+	rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (rv == 0) {
+		*error_r = mc_errorf("ipc://%s is in use by a running process", path);
+		return -1;
+	}
+	if (errno == ECONNREFUSED)
+		unlink(path);
+	return 0;
+}
+
 int
 mc_rpc_listen(nng_socket sock, const char *url, const struct mc_tls_files *tls,
               const char **error_r)
@@ -155,10 +188,8 @@ mc_rpc_listen(nng_socket sock, const char *url, const struct mc_tls_files *tls,
 	nng_listener l;
 	int rv;
 
-	/* A crashed daemon leaves its ipc socket file behind; binding would
-	 * fail with "address in use" although nobody listens. */
-	if (strncmp(url, "ipc://", 6) == 0)
-		unlink(url + 6);
+	if (strncmp(url, "ipc://", 6) == 0 && remove_stale_ipc(url + 6, error_r) < 0)
+		return -1;
 	if ((rv = nng_listener_create(&l, sock, url)) != 0) {
 		*error_r = mc_errorf("%s: %s", url, nng_strerror(rv));
 		return -1;

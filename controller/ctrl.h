@@ -31,6 +31,7 @@ struct ctrl {
 	uint32_t shard_count;       /* as stored in the cluster row */
 	uint32_t heartbeat_ms;
 	uint32_t node_timeout_ms;
+	uint32_t lease_ttl_ms;
 	bool fault_injection;
 	uint64_t published_version; /* worker: last version sent as a delta */
 	uint32_t drop_deltas;       /* worker: fault injection counter */
@@ -39,7 +40,12 @@ struct ctrl {
 };
 
 /* Kinds recorded in change_log.kind. */
-enum ctrl_kind { CTRL_KIND_DOMAIN = 1, CTRL_KIND_ACCOUNT = 2, CTRL_KIND_ALIAS = 3 };
+enum ctrl_kind {
+	CTRL_KIND_DOMAIN = 1,
+	CTRL_KIND_ACCOUNT = 2,
+	CTRL_KIND_ALIAS = 3,
+	CTRL_KIND_SHARD = 4, /* object_id is the shard number */
+};
 
 /* One request being handled. Everything allocated for the response comes
  * from pool, which dies after the reply is packed. */
@@ -115,6 +121,17 @@ ctrl_handler_fn ctrl_alias_add, ctrl_alias_list, ctrl_alias_rm;
 ctrl_handler_fn ctrl_node_register, ctrl_node_heartbeat, ctrl_node_snapshot,
 	ctrl_node_list, ctrl_status;
 ctrl_handler_fn ctrl_debug_drop_deltas;
+
+/* leases.c: place shards, renew/acquire the node's shard leases inside
+ * its heartbeat (own transaction) and fill hr's grants. */
+int ctrl_leases_heartbeat(struct ctrl_req *r, uint64_t node_id,
+                          const char *instance, Mc__HeartbeatResp *hr);
+/* 1 when another process instance of node_name holds live leases, 0 when
+ * not, -1 on a database error. */
+int ctrl_leases_held_elsewhere(struct ctrl_req *r, const char *node_name,
+                               const char *instance);
+/* Shard owners, all or those in ids (an int[] literal, NULL = all). */
+int ctrl_load_shards(struct ctrl_req *r, const char *ids, Mc__ShardOwner ***out_r);
 
 /* publish.c */
 int ctrl_publish_open(struct ctrl *c, const char *url,

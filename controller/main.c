@@ -17,7 +17,8 @@
 static const char *const ctrl_keys[] = {
 	"control_url", "publish_url", "pg", "admin_token_file", "node_token_file",
 	"tls_ca_file", "tls_cert_file", "tls_key_file", "shard_count",
-	"heartbeat_ms", "node_timeout_ms", "fault_injection", "log_level", NULL,
+	"heartbeat_ms", "node_timeout_ms", "lease_ttl_ms", "fault_injection",
+	"log_level", NULL,
 };
 
 static int
@@ -45,6 +46,15 @@ read_settings(struct mc_daemon *d, struct ctrl *c, uint64_t *shards_r,
 	c->node_timeout_ms = (uint32_t)v;
 	if (c->node_timeout_ms < 2 * c->heartbeat_ms) {
 		*error_r = "node_timeout_ms must be at least twice heartbeat_ms";
+		return -1;
+	}
+	if (mc_config_get_uint(d->cfg, "lease_ttl_ms", 10000, 1000, 600000, &v,
+	                       error_r) < 0)
+		return -1;
+	c->lease_ttl_ms = (uint32_t)v;
+	if (c->lease_ttl_ms < 3 * c->heartbeat_ms) {
+		/* Every heartbeat renews: two may fail before a lease lapses. */
+		*error_r = "lease_ttl_ms must be at least three times heartbeat_ms";
 		return -1;
 	}
 	if (strcmp(c->admin_token, c->node_token) == 0) {

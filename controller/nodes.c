@@ -24,13 +24,45 @@ node_name_valid(const char *name)
 	return true;
 }
 
-int
-ctrl_node_register(struct ctrl_req *r)
+/* Printable, no spaces, bounded: instance ids and host:port addresses. */
+static bool
+token_valid(const char *s, size_t max, bool allow_empty)
 {
-	const Mc__RegisterReq *q = r->req->register_;
-	Mc__RegisterResp *rr;
-	char kind[4], pid[16];
-	PGresult *res;
+	size_t len = strlen(s);
+
+	if ((len == 0 && !allow_empty) || len > max)
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if (!isgraph((unsigned char)*p))
+			return false;
+	return true;
+}
+
+/* The node's LMTP address changed: republish the shards it owns. */
+static int
+republish_shards(struct ctrl_req *r, uint64_t node_id)
+{
+	PGresult *res = ctrl_query(r, "SELECT substr(name, 7)::int FROM leases"
+	                              " WHERE holder_id = $1 AND name LIKE 'shard/%'",
+	                           1, ctrl_u64(r, node_id));
+
+	if (res == NULL)
+		return -1;
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (ctrl_change(r, CTRL_KIND_SHARD, ctrl_row_u64(res, i, 0),
+		                MC__CHANGE__OP__UPSERT) < 0) {
+			PQclear(res);
+			return -1;
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int
+register_check(struct ctrl_req *r, const Mc__RegisterReq *q)
+{
+	int held;
 
 	if (!node_name_valid(q->name))
 		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
@@ -39,21 +71,50 @@ ctrl_node_register(struct ctrl_req *r)
 	if (q->kind != MC__NODE_KIND__NODE_KIND_MAILBOX &&
 	    q->kind != MC__NODE_KIND__NODE_KIND_RELAY)
 		return ctrl_fail(r, MC__STATUS__STATUS_INVALID, "unknown node kind");
+	if (!token_valid(q->instance, 64, false) ||
+	    !token_valid(q->lmtp_address, 255, true))
+		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
+		                 "invalid instance id or LMTP address");
+	if ((held = ctrl_leases_held_elsewhere(r, q->name, q->instance)) < 0)
+		return -1;
+	if (held)
+		return ctrl_fail(r, MC__STATUS__STATUS_CONFLICT,
+		                 "node %s is already running elsewhere (another process "
+		                 "holds its leases); stop it or wait for its leases to "
+		                 "expire", q->name);
+	return 0;
+}
+
+int
+ctrl_node_register(struct ctrl_req *r)
+{
+	const Mc__RegisterReq *q = r->req->register_;
+	Mc__RegisterResp *rr;
+	char kind[4], pid[16];
+	PGresult *res;
+	bool moved;
+
+	if (register_check(r, q) < 0 || ctrl_exec(r, "BEGIN", 0) < 0)
+		return -1;
 	snprintf(kind, sizeof(kind), "%d", (int)q->kind);
 	snprintf(pid, sizeof(pid), "%u", q->pid);
 	/* A name keeps its kind: a relay cannot take over a mailbox node's
 	 * identity by registering under its name. */
-	res = ctrl_query(r, "INSERT INTO nodes (name, kind, applied_version,"
-	                    " last_heartbeat, pid, software)"
-	                    " VALUES ($1, $2, $3, now(), $4, left($5, 128))"
+	res = ctrl_query(r, "WITH old AS (SELECT lmtp_address FROM nodes WHERE name = $1)"
+	                    " INSERT INTO nodes (name, kind, applied_version,"
+	                    " last_heartbeat, pid, software, instance, lmtp_address)"
+	                    " VALUES ($1, $2, $3, now(), $4, left($5, 128), $6, $7)"
 	                    " ON CONFLICT (name) DO UPDATE SET"
 	                    " applied_version = EXCLUDED.applied_version,"
 	                    " last_heartbeat = now(), registered_at = now(),"
-	                    " pid = EXCLUDED.pid, software = EXCLUDED.software"
+	                    " pid = EXCLUDED.pid, software = EXCLUDED.software,"
+	                    " instance = EXCLUDED.instance,"
+	                    " lmtp_address = EXCLUDED.lmtp_address"
 	                    " WHERE nodes.kind = EXCLUDED.kind"
-	                    " RETURNING id, (SELECT version FROM cluster)",
-	                 5, q->name, kind, ctrl_u64(r, q->applied_version), pid,
-	                 q->software);
+	                    " RETURNING id, (SELECT version FROM cluster),"
+	                    " coalesce((SELECT lmtp_address FROM old), '') <> $7",
+	                 7, q->name, kind, ctrl_u64(r, q->applied_version), pid,
+	                 q->software, q->instance, q->lmtp_address);
 	if (res == NULL)
 		return -1;
 	if (PQntuples(res) == 0) {
@@ -66,7 +127,14 @@ ctrl_node_register(struct ctrl_req *r)
 	rr->node_id = ctrl_row_u64(res, 0, 0);
 	rr->version = ctrl_row_u64(res, 0, 1);
 	rr->heartbeat_ms = r->ctrl->heartbeat_ms;
+	rr->lease_ttl_ms = r->ctrl->lease_ttl_ms;
+	moved = PQgetvalue(res, 0, 2)[0] == 't';
 	PQclear(res);
+	if ((moved && republish_shards(r, rr->node_id) < 0) ||
+	    ctrl_exec(r, "COMMIT", 0) < 0)
+		return -1;
+	if (r->new_version != 0)
+		rr->version = r->new_version;
 	r->resp->version = rr->version;
 	r->resp->body_case = MC__RESPONSE__BODY_REGISTER;
 	r->resp->register_ = rr;
@@ -79,17 +147,29 @@ ctrl_node_heartbeat(struct ctrl_req *r)
 	const Mc__HeartbeatReq *q = r->req->heartbeat;
 	Mc__HeartbeatResp *hr = mc_pool_alloc(r->pool, sizeof(*hr));
 	PGresult *res;
+	bool mailbox = false;
 
 	mc__heartbeat_resp__init(hr);
-	res = ctrl_query(r, "WITH u AS (UPDATE nodes SET applied_version = $2,"
-	                    " last_heartbeat = now() WHERE id = $1 RETURNING 1)"
-	                    " SELECT (SELECT version FROM cluster),"
-	                    " (SELECT count(*) FROM u)",
-	                 2, ctrl_u64(r, q->node_id), ctrl_u64(r, q->applied_version));
+	/* A heartbeat from a superseded process instance is not the node's:
+	 * it is told to register again (and is refused while the other holds
+	 * the leases). */
+	res = ctrl_query(r, "UPDATE nodes SET applied_version = $2,"
+	                    " last_heartbeat = now() WHERE id = $1 AND instance = $3"
+	                    " RETURNING kind",
+	                 3, ctrl_u64(r, q->node_id), ctrl_u64(r, q->applied_version),
+	                 q->instance);
+	if (res == NULL)
+		return -1;
+	hr->known = PQntuples(res) == 1;
+	if (hr->known)
+		mailbox = ctrl_row_u64(res, 0, 0) == MC__NODE_KIND__NODE_KIND_MAILBOX;
+	PQclear(res);
+	if (mailbox && ctrl_leases_heartbeat(r, q->node_id, q->instance, hr) < 0)
+		return -1;
+	res = ctrl_query(r, "SELECT version FROM cluster", 0);
 	if (res == NULL)
 		return -1;
 	hr->version = ctrl_row_u64(res, 0, 0);
-	hr->known = ctrl_row_u64(res, 0, 1) == 1;
 	PQclear(res);
 	r->resp->version = hr->version;
 	r->resp->body_case = MC__RESPONSE__BODY_HEARTBEAT;
@@ -136,6 +216,9 @@ ctrl_node_snapshot(struct ctrl_req *r)
 	if ((n = ctrl_load_aliases(r, CTRL_ALL, NULL, &s->aliases)) < 0)
 		return -1;
 	s->n_aliases = (size_t)n;
+	if ((n = ctrl_load_shards(r, NULL, &s->shards)) < 0)
+		return -1;
+	s->n_shards = (size_t)n;
 	if (ctrl_exec(r, "COMMIT", 0) < 0)
 		return -1;
 	r->resp->version = s->version;
@@ -157,8 +240,8 @@ load_nodes(struct ctrl_req *r, Mc__Node ***out_r)
 	res = ctrl_query(r, "SELECT id, name, kind, applied_version,"
 	                    " coalesce((extract(epoch FROM last_heartbeat) * 1000)::bigint, 0),"
 	                    " coalesce(last_heartbeat > now() - $1 * interval '1 millisecond', false),"
-	                    " extract(epoch FROM registered_at)::bigint, pid, software"
-	                    " FROM nodes ORDER BY name",
+	                    " extract(epoch FROM registered_at)::bigint, pid, software,"
+	                    " lmtp_address FROM nodes ORDER BY name",
 	                 1, timeout);
 	if (res == NULL)
 		return -1;
@@ -177,6 +260,7 @@ load_nodes(struct ctrl_req *r, Mc__Node ***out_r)
 		nd->registered_at = (int64_t)ctrl_row_u64(res, i, 6);
 		nd->pid = (uint32_t)ctrl_row_u64(res, i, 7);
 		nd->software = ctrl_row_str(r, res, i, 8);
+		nd->lmtp_address = ctrl_row_str(r, res, i, 9);
 		out[i] = nd;
 	}
 	PQclear(res);

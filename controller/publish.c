@@ -97,11 +97,12 @@ change_new(struct ctrl_req *r, Mc__Change__Op op)
 static int
 build_delta(struct ctrl_req *r, uint64_t to, Mc__Delta *d)
 {
-	struct id_set ids[4] = {{0}};
+	struct id_set ids[5] = {{0}};
 	Mc__Domain **doms;
 	Mc__Account **accs;
 	Mc__Alias **als;
-	int nd, na, nl, rows;
+	Mc__ShardOwner **shs;
+	int nd, na, nl, ns, rows;
 	PGresult *res;
 
 	res = ctrl_query(r, "SELECT DISTINCT kind, object_id FROM change_log"
@@ -113,22 +114,24 @@ build_delta(struct ctrl_req *r, uint64_t to, Mc__Delta *d)
 	for (int i = 0; i < rows; i++) {
 		int kind = atoi(PQgetvalue(res, i, 0));
 
-		if (kind >= CTRL_KIND_DOMAIN && kind <= CTRL_KIND_ALIAS)
+		if (kind >= CTRL_KIND_DOMAIN && kind <= CTRL_KIND_SHARD)
 			id_set_add(r, &ids[kind], PQgetvalue(res, i, 1));
 	}
 	PQclear(res);
 	if ((nd = ctrl_load_domains(r, CTRL_BY_IDS, id_set_done(r, &ids[1]), &doms)) < 0 ||
 	    (na = ctrl_load_accounts(r, CTRL_BY_IDS, id_set_done(r, &ids[2]), true,
 	                             &accs)) < 0 ||
-	    (nl = ctrl_load_aliases(r, CTRL_BY_IDS, id_set_done(r, &ids[3]), &als)) < 0)
+	    (nl = ctrl_load_aliases(r, CTRL_BY_IDS, id_set_done(r, &ids[3]), &als)) < 0 ||
+	    (ns = ctrl_load_shards(r, id_set_done(r, &ids[4]), &shs)) < 0)
 		return -1;
 	d->changes = mc_pool_alloc(r->pool, sizeof(Mc__Change *) *
 	                                            (ids[1].count + ids[2].count +
-	                                             ids[3].count + 1));
+	                                             ids[3].count + ids[4].count + 1));
 	d->from_version = r->ctrl->published_version;
 	d->to_version = to;
-	/* Deletes first: a recreated name must never meet its old self. */
-	for (int kind = 1; kind <= 3; kind++) {
+	/* Deletes first: a recreated name must never meet its old self. Shard
+	 * owners are never deleted, only replaced. */
+	for (int kind = CTRL_KIND_DOMAIN; kind <= CTRL_KIND_ALIAS; kind++) {
 		char *save = NULL;
 		char *list = ids[kind].count ? mc_pool_strdup(r->pool, ids[kind].literal + 1)
 		                             : NULL;
@@ -187,6 +190,13 @@ build_delta(struct ctrl_req *r, uint64_t to, Mc__Delta *d)
 
 		ch->object_case = MC__CHANGE__OBJECT_ALIAS;
 		ch->alias = als[i];
+		d->changes[d->n_changes++] = ch;
+	}
+	for (int i = 0; i < ns; i++) {
+		Mc__Change *ch = change_new(r, MC__CHANGE__OP__UPSERT);
+
+		ch->object_case = MC__CHANGE__OBJECT_SHARD;
+		ch->shard = shs[i];
 		d->changes[d->n_changes++] = ch;
 	}
 	return 0;

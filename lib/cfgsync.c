@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,6 +33,9 @@
 #include "log.h"
 #include "mem.h"
 #include "pool.h"
+#include "shard_grants.h"
+
+#include <openssl/rand.h>
 
 #define SYNC_TIMEOUT_DEFAULT_MS 2000
 #define SYNC_RETRY_MS 1000
@@ -79,6 +83,10 @@ struct mc_cfgsync {
 	char *name;
 	char *token;
 	char *state_path;
+	char *lmtp_address;   /* "" for relays */
+	char instance[33];    /* random hex, new at every start */
+	struct mc_shard_grants *grants; /* mailbox nodes: writable shards */
+	uint64_t hb_sent_ms;  /* monotonic send time of the heartbeat in flight */
 	Mc__NodeKind kind;
 	char topic;
 	unsigned timeout_ms;
@@ -446,6 +454,8 @@ send_register(struct mc_cfgsync *s)
 	reg.applied_version = mc_directory_version(s->dir);
 	reg.pid = (uint32_t)getpid();
 	reg.software = (char *)MC_SOFTWARE;
+	reg.instance = s->instance;
+	reg.lmtp_address = s->lmtp_address;
 	req.body_case = MC__REQUEST__BODY_REGISTER;
 	req.register_ = &reg;
 	if (s->state == ST_STARTING)
@@ -473,6 +483,8 @@ send_heartbeat(struct mc_cfgsync *s)
 
 	hb.node_id = s->node_id;
 	hb.applied_version = mc_directory_version(s->dir);
+	hb.instance = s->instance;
+	s->hb_sent_ms = uv_hrtime() / 1000000;
 	req.body_case = MC__REQUEST__BODY_HEARTBEAT;
 	req.heartbeat = &hb;
 	s->need_heartbeat = false;
@@ -569,6 +581,21 @@ on_register(struct mc_cfgsync *s, const Mc__Response *resp,
 	return 0;
 }
 
+/* Record the shards this heartbeat granted; log when the count moves. */
+static void
+grants_update(struct mc_cfgsync *s, const Mc__HeartbeatResp *hb)
+{
+	uint64_t now = uv_hrtime() / 1000000;
+	size_t before = mc_shard_grants_count(s->grants, now), after;
+
+	mc_shard_grants_update(s->grants, hb->leases, hb->n_leases, s->hb_sent_ms,
+	                       hb->lease_ttl_ms);
+	after = mc_shard_grants_count(s->grants, now);
+	if (after != before)
+		mc_info("cfgsync shard leases held=%zu (was %zu) ttl_ms=%u", after,
+		        before, hb->lease_ttl_ms);
+}
+
 static int
 on_heartbeat(struct mc_cfgsync *s, const Mc__Response *resp,
              const char **error_r)
@@ -584,10 +611,13 @@ on_heartbeat(struct mc_cfgsync *s, const Mc__Response *resp,
 		        "registering again",
 		        (unsigned long long)s->node_id);
 		s->node_id = 0;
+		mc_shard_grants_clear(s->grants);
 		uv_timer_stop(&s->hb_timer);
 		uv_timer_stop(&s->gap_timer);
 		return 0;
 	}
+	if (s->kind == MC__NODE_KIND__NODE_KIND_MAILBOX)
+		grants_update(s, hb);
 	s->cluster_version = hb->version;
 	/* Usually the delta is on its way: give it one heartbeat. */
 	if (hb->version > mc_directory_version(s->dir) &&
@@ -761,9 +791,23 @@ sync_free(struct mc_cfgsync *s)
 	mc_directory_free(&s->dir);
 	mc_secret_free(&s->token);
 	free(s->name);
+	free(s->lmtp_address);
+	mc_shard_grants_free(&s->grants);
 	free(s->state_path);
 	free(s->last_error);
 	free(s);
+}
+
+/* 128 random bits in hex: unique per process start. */
+static void
+new_instance(char out[33])
+{
+	unsigned char r[16];
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		abort(); /* no entropy at startup: nothing sane to do */
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
 static int
@@ -874,6 +918,9 @@ mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
 	s->loop = loop;
 	s->name = mc_strdup(set->name);
 	s->token = mc_strdup(set->token);
+	s->lmtp_address = mc_strdup(set->lmtp_address != NULL ? set->lmtp_address : "");
+	s->grants = mc_shard_grants_new();
+	new_instance(s->instance);
 	s->kind = set->kind;
 	s->topic = set->kind == MC__NODE_KIND__NODE_KIND_RELAY
 	                   ? MC_TOPIC_RELAY
@@ -911,6 +958,14 @@ mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
 		uv_async_send(&s->async);
 	*sync_r = s;
 	return 0;
+}
+
+bool
+mc_cfgsync_shard_epoch(const struct mc_cfgsync *sync, uint32_t shard,
+                       uint64_t *epoch_r)
+{
+	return mc_shard_grants_check(sync->grants, shard, uv_hrtime() / 1000000,
+	                             epoch_r);
 }
 
 const struct mc_directory *

@@ -43,6 +43,9 @@ struct mc_cfgsync_settings {
 	const char *state_dir;   /* created (0700) when missing */
 	struct mc_tls_files tls; /* for tls+tcp:// URLs */
 	unsigned request_timeout_ms; /* 0: 2000 */
+	/* Mailbox nodes: host:port where relays reach this node's LMTP
+	 * listener, published with the shards it owns. NULL or "" for none. */
+	const char *lmtp_address;
 	/* Called on the loop thread after the directory changed: a snapshot
 	 * or delta was applied, or (once, from the loop right after start)
 	 * a saved directory was loaded. dir is the same pointer
@@ -72,6 +75,12 @@ int mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
  * mc_cfgsync_close. Its content (and the views its lookups return)
  * changes only in this module's loop callbacks, right before on_change
  * is called: never in the middle of another callback of the daemon. */
+/* Mailbox nodes: may this process write shard now, and with which fencing
+ * epoch? Grants come with heartbeat replies and lapse on their own when
+ * the controller cannot be reached (see shard_grants.h). */
+bool mc_cfgsync_shard_epoch(const struct mc_cfgsync *sync, uint32_t shard,
+                            uint64_t *epoch_r);
+
 const struct mc_directory *mc_cfgsync_directory(const struct mc_cfgsync *sync);
 
 /* Stop syncing and tear down: closes the sockets at once (waiting briefly

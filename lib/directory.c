@@ -50,6 +50,13 @@ struct dir_alias {
 	char **destinations;
 };
 
+struct dir_shard {
+	uint64_t key; /* the shard number, key of shards */
+	struct mc_dir_shard view;
+	char *node_name;
+	char *lmtp_address;
+};
+
 _Static_assert(offsetof(struct dir_domain, id) == 0, "id first");
 _Static_assert(offsetof(struct dir_account, view.id) == 0, "id first");
 _Static_assert(offsetof(struct dir_alias, view.id) == 0, "id first");
@@ -60,6 +67,7 @@ struct mc_directory {
 	struct mc_hash *domains_by_id, *domains_by_name;
 	struct mc_hash *accounts_by_id, *accounts_by_addr;
 	struct mc_hash *aliases_by_id, *aliases_by_addr;
+	struct mc_hash *shards; /* shard number -> struct dir_shard */
 };
 
 static const char *
@@ -113,6 +121,14 @@ alias_free(struct dir_alias *al)
 	free(al->address);
 	free(al->key);
 	free(al);
+}
+
+static void
+shard_free(struct dir_shard *sh)
+{
+	free(sh->node_name);
+	free(sh->lmtp_address);
+	free(sh);
 }
 
 static void
@@ -185,6 +201,10 @@ clear(struct mc_directory *dir)
 	pos = 0;
 	while (mc_hash_next(dir->aliases_by_id, &pos, &v))
 		alias_free(v);
+	pos = 0;
+	while (mc_hash_next(dir->shards, &pos, &v))
+		shard_free(v);
+	mc_hash_clear(dir->shards);
 	mc_hash_clear(dir->domains_by_id);
 	mc_hash_clear(dir->domains_by_name);
 	mc_hash_clear(dir->accounts_by_id);
@@ -204,6 +224,7 @@ mc_directory_new(void)
 	dir->accounts_by_addr = mc_hash_new(MC_HASH_STR);
 	dir->aliases_by_id = mc_hash_new(MC_HASH_U64);
 	dir->aliases_by_addr = mc_hash_new(MC_HASH_STR);
+	dir->shards = mc_hash_new(MC_HASH_U64);
 	return dir;
 }
 
@@ -219,6 +240,7 @@ mc_directory_free(struct mc_directory **dir)
 	mc_hash_free(&(*dir)->accounts_by_addr);
 	mc_hash_free(&(*dir)->aliases_by_id);
 	mc_hash_free(&(*dir)->aliases_by_addr);
+	mc_hash_free(&(*dir)->shards);
 	free(*dir);
 	*dir = NULL;
 }
@@ -251,6 +273,21 @@ size_t
 mc_directory_alias_count(const struct mc_directory *dir)
 {
 	return mc_hash_count(dir->aliases_by_id);
+}
+
+size_t
+mc_directory_shard_owner_count(const struct mc_directory *dir)
+{
+	return mc_hash_count(dir->shards);
+}
+
+const struct mc_dir_shard *
+mc_directory_shard(const struct mc_directory *dir, uint32_t shard)
+{
+	uint64_t key = shard;
+	const struct dir_shard *sh = mc_hash_get(dir->shards, &key);
+
+	return sh != NULL ? &sh->view : NULL;
 }
 
 /* ---- upserts and deletes ---- */
@@ -337,6 +374,27 @@ alias_upsert(struct mc_directory *dir, const Mc__Alias *a)
 	mc_hash_put(dir->aliases_by_addr, al->key, al);
 }
 
+/* A shard owner replaces the previous one; owners are never deleted. */
+static void
+shard_upsert(struct mc_directory *dir, const Mc__ShardOwner *o)
+{
+	struct dir_shard *sh, *old;
+
+	if (o->shard >= MC_DIRECTORY_MAX_SHARDS)
+		return;
+	sh = mc_malloc(sizeof(*sh));
+	sh->key = o->shard;
+	sh->node_name = mc_strdup(str(o->node_name));
+	sh->lmtp_address = mc_strdup(str(o->lmtp_address));
+	sh->view.shard = o->shard;
+	sh->view.node_id = o->node_id;
+	sh->view.epoch = o->epoch;
+	sh->view.node_name = sh->node_name;
+	sh->view.lmtp_address = sh->lmtp_address;
+	if ((old = mc_hash_put(dir->shards, &sh->key, sh)) != NULL)
+		shard_free(old);
+}
+
 /* Deletes are idempotent: deleting an absent id does nothing. */
 static void
 change_delete(struct mc_directory *dir, const Mc__Change *c)
@@ -374,6 +432,9 @@ change_upsert(struct mc_directory *dir, const Mc__Change *c, int pass)
 	else if (pass == 2 && c->object_case == MC__CHANGE__OBJECT_ALIAS &&
 	         c->alias != NULL)
 		alias_upsert(dir, c->alias);
+	else if (pass == 3 && c->object_case == MC__CHANGE__OBJECT_SHARD &&
+	         c->shard != NULL)
+		shard_upsert(dir, c->shard);
 }
 
 void
@@ -395,6 +456,9 @@ mc_directory_load_snapshot(struct mc_directory *dir, const Mc__Snapshot *snap)
 	for (i = 0; i < snap->n_aliases; i++)
 		if (snap->aliases[i] != NULL)
 			alias_upsert(dir, snap->aliases[i]);
+	for (i = 0; i < snap->n_shards; i++)
+		if (snap->shards[i] != NULL)
+			shard_upsert(dir, snap->shards[i]);
 }
 
 int
@@ -415,7 +479,7 @@ mc_directory_apply_delta(struct mc_directory *dir, const Mc__Delta *delta)
 	}
 	/* Upserts by kind, domains first (see load_snapshot); the order
 	 * within a kind is kept. */
-	for (pass = 0; pass < 3; pass++) {
+	for (pass = 0; pass < 4; pass++) {
 		for (i = 0; i < delta->n_changes; i++) {
 			const Mc__Change *c = delta->changes[i];
 
@@ -733,6 +797,21 @@ mc_directory_to_snapshot(const struct mc_directory *dir)
 	for (i = 0; i < snap->n_aliases; i++)
 		snap->aliases[i] = alias_export(v[i]);
 	free(v);
+	v = sorted_values(dir->shards, &snap->n_shards);
+	snap->shards = mc_calloc(snap->n_shards + 1, sizeof(*snap->shards));
+	for (i = 0; i < snap->n_shards; i++) {
+		const struct dir_shard *sh = v[i];
+		Mc__ShardOwner *o = mc_malloc(sizeof(*o));
+
+		mc__shard_owner__init(o);
+		o->shard = sh->view.shard;
+		o->node_id = sh->view.node_id;
+		o->epoch = sh->view.epoch;
+		o->node_name = mc_strdup(sh->node_name);
+		o->lmtp_address = mc_strdup(sh->lmtp_address);
+		snap->shards[i] = o;
+	}
+	free(v);
 	return snap;
 }
 
@@ -786,9 +865,19 @@ mc_directory_snapshot_free(Mc__Snapshot **snapp)
 		free(a->destinations);
 		free(a);
 	}
+	for (i = 0; i < snap->n_shards; i++) {
+		Mc__ShardOwner *o = snap->shards[i];
+
+		if (o == NULL)
+			continue;
+		free_str(o->node_name);
+		free_str(o->lmtp_address);
+		free(o);
+	}
 	free(snap->domains);
 	free(snap->accounts);
 	free(snap->aliases);
+	free(snap->shards);
 	free(snap);
 	*snapp = NULL;
 }

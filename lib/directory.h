@@ -38,6 +38,19 @@ struct mc_dir_alias {
 	size_t destination_count;
 };
 
+/* Who owns a shard (from the controller's leases): where relays deliver. */
+struct mc_dir_shard {
+	uint32_t shard;
+	uint64_t node_id;
+	uint64_t epoch;
+	const char *node_name;
+	const char *lmtp_address; /* host:port, "" when the node has none */
+};
+
+/* Shard numbers are below this whatever a peer sends (the controller's
+ * shard_count is at most 65536). */
+#define MC_DIRECTORY_MAX_SHARDS 65536
+
 struct mc_directory *mc_directory_new(void);
 void mc_directory_free(struct mc_directory **dir);
 
@@ -46,6 +59,7 @@ uint32_t mc_directory_shard_count(const struct mc_directory *dir);
 size_t mc_directory_domain_count(const struct mc_directory *dir);
 size_t mc_directory_account_count(const struct mc_directory *dir);
 size_t mc_directory_alias_count(const struct mc_directory *dir);
+size_t mc_directory_shard_owner_count(const struct mc_directory *dir);
 
 /* Replace the whole content with snap (copied; snap stays the caller's). */
 void mc_directory_load_snapshot(struct mc_directory *dir, const Mc__Snapshot *snap);
@@ -62,6 +76,9 @@ const struct mc_dir_account *mc_directory_account(const struct mc_directory *dir
                                                   const char *address);
 const struct mc_dir_alias *mc_directory_alias(const struct mc_directory *dir,
                                               const char *address);
+/* The owner of shard, NULL when none is known. */
+const struct mc_dir_shard *mc_directory_shard(const struct mc_directory *dir,
+                                              uint32_t shard);
 
 /* Resolve a recipient address to the local accounts it delivers to:
  * an account with that address; else an alias with that address (its

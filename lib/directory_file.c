@@ -89,12 +89,24 @@ alias_json(json_t *arr, const Mc__Alias *a)
 	return ok;
 }
 
+static bool
+shard_json(json_t *arr, const Mc__ShardOwner *o)
+{
+	json_t *obj = json_object();
+
+	return append_new(arr, obj) && set_uint(obj, "shard", o->shard) &&
+	       set_uint(obj, "node_id", o->node_id) &&
+	       set_str(obj, "node_name", o->node_name) &&
+	       set_uint(obj, "epoch", o->epoch) &&
+	       set_str(obj, "lmtp_address", o->lmtp_address);
+}
+
 /* NULL when a value cannot be represented (see set_uint, set_str). */
 static json_t *
 snapshot_json(const Mc__Snapshot *snap)
 {
 	json_t *root = json_object(), *doms = json_array(),
-	       *accs = json_array(), *als = json_array();
+	       *accs = json_array(), *als = json_array(), *shs = json_array();
 	bool ok;
 	size_t i;
 
@@ -103,6 +115,7 @@ snapshot_json(const Mc__Snapshot *snap)
 	ok = ok && json_object_set_new(root, "domains", doms) == 0;
 	ok = ok && json_object_set_new(root, "accounts", accs) == 0;
 	ok = ok && json_object_set_new(root, "aliases", als) == 0;
+	ok = ok && json_object_set_new(root, "shards", shs) == 0;
 	for (i = 0; ok && i < snap->n_domains; i++) {
 		const Mc__Domain *d = snap->domains[i];
 		json_t *o = json_object();
@@ -116,6 +129,8 @@ snapshot_json(const Mc__Snapshot *snap)
 		ok = account_json(accs, snap->accounts[i]);
 	for (i = 0; ok && i < snap->n_aliases; i++)
 		ok = alias_json(als, snap->aliases[i]);
+	for (i = 0; ok && i < snap->n_shards; i++)
+		ok = shard_json(shs, snap->shards[i]);
 	if (!ok) {
 		json_decref(root);
 		return NULL;
@@ -443,6 +458,52 @@ parse_alias(json_t *o, const char *where, Mc__Alias *a, const char **error_r)
 /* Each element is allocated, initialised and stored before it is parsed,
  * so a failure half-way leaves a snapshot mc_directory_snapshot_free can
  * release. */
+static int
+parse_shard(json_t *o, const char *where, Mc__ShardOwner *sh, const char **error_r)
+{
+	uint64_t shard = 0;
+
+	if (!json_is_object(o)) {
+		*error_r = mc_errorf("%s: must be an object", where);
+		return -1;
+	}
+	if (get_uint(o, where, "shard", MC_DIRECTORY_MAX_SHARDS - 1, &shard,
+	             error_r) < 0 ||
+	    get_id(o, where, "node_id", &sh->node_id, error_r) < 0 ||
+	    get_id(o, where, "epoch", &sh->epoch, error_r) < 0 ||
+	    get_str(o, where, "node_name", true, &sh->node_name, error_r) < 0 ||
+	    get_str(o, where, "lmtp_address", true, &sh->lmtp_address, error_r) < 0)
+		return -1;
+	sh->shard = (uint32_t)shard;
+	return 0;
+}
+
+/* "shards" came with leases: a file written before has none. */
+static int
+parse_shards(json_t *root, Mc__Snapshot *snap, const char **error_r)
+{
+	json_t *shs = json_object_get(root, "shards");
+	char where[64];
+
+	if (shs == NULL)
+		return 0;
+	if (!json_is_array(shs)) {
+		*error_r = "\"shards\" must be an array";
+		return -1;
+	}
+	snap->n_shards = json_array_size(shs);
+	snap->shards = mc_calloc(snap->n_shards + 1, sizeof(*snap->shards));
+	for (size_t i = 0; i < snap->n_shards; i++) {
+		snap->shards[i] = mc_malloc(sizeof(*snap->shards[i]));
+		mc__shard_owner__init(snap->shards[i]);
+		snprintf(where, sizeof(where), "shards[%zu]", i);
+		if (parse_shard(json_array_get(shs, i), where, snap->shards[i],
+		                error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static Mc__Snapshot *
 json_snapshot(json_t *root, const char **error_r)
 {
@@ -498,6 +559,8 @@ json_snapshot(json_t *root, const char **error_r)
 		                error_r) < 0)
 			goto fail;
 	}
+	if (parse_shards(root, snap, error_r) < 0)
+		goto fail;
 	return snap;
 fail:
 	mc_directory_snapshot_free(&snap);

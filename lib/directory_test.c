@@ -757,6 +757,74 @@ test_save_load(void)
 	mc_directory_free(&back);
 }
 
+/* Shard owners: from a snapshot, replaced by deltas, never deleted,
+ * persisted, and bounded whatever a peer sends. */
+static void
+test_shards(void)
+{
+	struct mc_directory *dir = fixture(), *back = mc_directory_new();
+	Mc__ShardOwner o1 = MC__SHARD_OWNER__INIT, o2 = MC__SHARD_OWNER__INIT,
+	               bad = MC__SHARD_OWNER__INIT;
+	Mc__Change c1 = MC__CHANGE__INIT, c2 = MC__CHANGE__INIT, c3 = MC__CHANGE__INIT;
+	Mc__Change *cs[3] = {&c1, &c2, &c3};
+	Mc__Delta d = MC__DELTA__INIT;
+	const struct mc_dir_shard *sh;
+	const char *path = tmp_path("shards.json"), *err = NULL;
+
+	CHECK(mc_directory_shard(dir, 3) == NULL);
+	o1.shard = 3;
+	o1.node_id = 7;
+	o1.node_name = "node-1";
+	o1.epoch = 1;
+	o1.lmtp_address = "127.0.0.1:2400";
+	o2 = o1;
+	o2.node_id = 8;
+	o2.node_name = "node-2";
+	o2.epoch = 2;
+	o2.lmtp_address = "[::1]:2401";
+	bad = o1;
+	bad.shard = MC_DIRECTORY_MAX_SHARDS; /* hostile: ignored */
+	c1.object_case = c2.object_case = c3.object_case = MC__CHANGE__OBJECT_SHARD;
+	c1.shard = &o1;
+	c2.shard = &o2; /* same shard, later in the delta: wins */
+	c3.shard = &bad;
+	d.from_version = 5;
+	d.to_version = 6;
+	d.changes = cs;
+	d.n_changes = 3;
+	CHECK(mc_directory_apply_delta(dir, &d) == 1);
+	sh = mc_directory_shard(dir, 3);
+	CHECK(sh != NULL && sh->node_id == 8 && sh->epoch == 2);
+	CHECK_STR(sh ? sh->lmtp_address : NULL, "[::1]:2401");
+	CHECK_STR(sh ? sh->node_name : NULL, "node-2");
+	CHECK(mc_directory_shard_owner_count(dir) == 1);
+	/* A DELETE of a shard is not a thing: the owner stays. */
+	c1.op = MC__CHANGE__OP__DELETE;
+	d.from_version = 6;
+	d.to_version = 7;
+	d.n_changes = 1;
+	CHECK(mc_directory_apply_delta(dir, &d) == 1);
+	CHECK(mc_directory_shard(dir, 3) != NULL);
+
+	CHECK(mc_directory_save(dir, path, &err) == 0);
+	CHECK(mc_directory_load(back, path, &err) == 0);
+	CHECK(snapshots_equal(dir, back));
+	sh = mc_directory_shard(back, 3);
+	CHECK(sh != NULL && sh->node_id == 8 && sh->epoch == 2);
+	/* Files from before leases have no "shards": still loadable. */
+	spit(path, "{\"version\":1,\"shard_count\":64,\"domains\":[],"
+	           "\"accounts\":[],\"aliases\":[]}");
+	CHECK(mc_directory_load(back, path, &err) == 0);
+	CHECK(mc_directory_shard_owner_count(back) == 0);
+	spit(path, "{\"version\":1,\"shard_count\":64,\"domains\":[],"
+	           "\"accounts\":[],\"aliases\":[],\"shards\":[{\"shard\":70000,"
+	           "\"node_id\":1,\"epoch\":1,\"node_name\":\"n\",\"lmtp_address\":\"\"}]}");
+	CHECK(mc_directory_load(back, path, &err) == -1);
+	unlink(path);
+	mc_directory_free(&dir);
+	mc_directory_free(&back);
+}
+
 static void
 test_load_malformed(void)
 {
@@ -915,6 +983,7 @@ main(void)
 	test_resolve();
 	test_catchall_loop();
 	test_save_load();
+	test_shards();
 	test_load_malformed();
 	test_large();
 	unlink(tmp_path("directory.json"));

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <nng/supplemental/tls/tls.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "error.h"
 #include "mem.h"
@@ -57,6 +59,34 @@ url_host(const char *url)
 	return end != NULL ? mc_strndup(h, (size_t)(end - h)) : mc_strdup(h);
 }
 
+/* nng (mbedtls) accepts a certificate with somebody else's key and then
+ * only fails every handshake with "Connection shutdown". Catch that at
+ * startup, with the file names in the message. */
+static int
+check_key_matches(const char *cert_pem, const char *key_pem,
+                  const struct mc_tls_files *tls, const char **error_r)
+{
+	BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	int ret = -1;
+
+	if (x == NULL)
+		*error_r = mc_errorf("tls cert %s: not a PEM certificate", tls->cert_file);
+	else if (k == NULL)
+		*error_r = mc_errorf("tls key %s: not a PEM private key", tls->key_file);
+	else if (X509_check_private_key(x, k) != 1)
+		*error_r = mc_errorf("tls key %s does not belong to certificate %s",
+		                     tls->key_file, tls->cert_file);
+	else
+		ret = 0;
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(cb);
+	BIO_free(kb);
+	return ret;
+}
+
 static int
 tls_config_new(nng_tls_mode mode, const struct mc_tls_files *tls,
                const char *server_name, nng_tls_config **cfg_r,
@@ -84,6 +114,12 @@ tls_config_new(nng_tls_mode mode, const struct mc_tls_files *tls,
 		char *cert = read_pem(tls->cert_file, error_r);
 		char *key = cert != NULL ? read_pem(tls->key_file, error_r) : NULL;
 
+		if (key != NULL && check_key_matches(cert, key, tls, error_r) < 0) {
+			mc_wipe(key, strlen(key));
+			free(cert);
+			free(key);
+			goto fail;
+		}
 		rv = key != NULL ? nng_tls_config_own_cert(cfg, cert, key, NULL) : -1;
 		if (key != NULL)
 			mc_wipe(key, strlen(key));

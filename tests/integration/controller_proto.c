@@ -247,6 +247,7 @@ test_nodes(void)
 
 	reg.name = "proto-mailbox";
 	reg.kind = MC__NODE_KIND__NODE_KIND_MAILBOX;
+	reg.instance = "instance-a";
 	resp = node_call(MC__REQUEST__BODY_REGISTER, &reg);
 	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->register_->node_id > 0 &&
 	      resp->register_->heartbeat_ms > 0);
@@ -294,6 +295,7 @@ test_nodes(void)
 	/* Heartbeats: a known node gets the cluster version. */
 	hb.node_id = mailbox_id;
 	hb.applied_version = 1;
+	hb.instance = "instance-a";
 	resp = node_call(MC__REQUEST__BODY_HEARTBEAT, &hb);
 	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->heartbeat->known &&
 	      resp->heartbeat->version == cluster_version());
@@ -315,12 +317,147 @@ test_nodes(void)
 		mc__response__free_unpacked(resp, NULL);
 		reg.name = "proto-mailbox";
 		reg.kind = MC__NODE_KIND__NODE_KIND_MAILBOX;
+		reg.instance = "instance-a";
 		req.body_case = MC__REQUEST__BODY_REGISTER;
 		req.register_ = &reg;
 		resp = call(&req, admin_token);
 		CHECK(resp->status == MC__STATUS__STATUS_UNAUTHORIZED);
 		mc__response__free_unpacked(resp, NULL);
 	}
+}
+
+static Mc__Response *
+heartbeat(uint64_t node_id, const char *instance)
+{
+	Mc__HeartbeatReq hb = MC__HEARTBEAT_REQ__INIT;
+
+	hb.node_id = node_id;
+	hb.instance = (char *)instance;
+	return node_call(MC__REQUEST__BODY_HEARTBEAT, &hb);
+}
+
+static uint64_t
+register_node(const char *name, Mc__NodeKind kind, const char *instance,
+              const char *lmtp, Mc__Status *status_r)
+{
+	Mc__RegisterReq reg = MC__REGISTER_REQ__INIT;
+	Mc__Response *resp;
+	uint64_t id = 0;
+
+	reg.name = (char *)name;
+	reg.kind = kind;
+	reg.instance = (char *)instance;
+	reg.lmtp_address = (char *)lmtp;
+	resp = node_call(MC__REQUEST__BODY_REGISTER, &reg);
+	*status_r = resp->status;
+	if (resp->status == MC__STATUS__STATUS_OK)
+		id = resp->register_->node_id;
+	mc__response__free_unpacked(resp, NULL);
+	return id;
+}
+
+/* Shards granted to node by one heartbeat: marks owner[shard] = mark and
+ * returns the count; checks no shard is granted twice across nodes. */
+static size_t
+take_grants(uint64_t node_id, const char *instance, int *owner, int mark,
+            uint64_t *epochs)
+{
+	Mc__Response *resp = heartbeat(node_id, instance);
+	size_t n = 0;
+
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->heartbeat->known &&
+	      resp->heartbeat->lease_ttl_ms > 0);
+	for (size_t i = 0; resp->status == MC__STATUS__STATUS_OK &&
+	                   i < resp->heartbeat->n_leases; i++) {
+		Mc__LeaseGrant *g = resp->heartbeat->leases[i];
+
+		CHECK(g->shard < 64 && g->epoch >= 1);
+		if (g->shard >= 64)
+			continue;
+		CHECK(owner[g->shard] == 0 || owner[g->shard] == mark);
+		owner[g->shard] = mark;
+		epochs[g->shard] = g->epoch;
+		n++;
+	}
+	mc__response__free_unpacked(resp, NULL);
+	return n;
+}
+
+/* One writer per shard. proto-mailbox (from test_nodes) holds every
+ * shard; lease-a joins and gets nothing while those leases live; the old
+ * holder's next heartbeat gives up what placement moved; lease-a then
+ * takes it with the epoch bumped. A second process under lease-a's name is
+ * refused, relays get no leases, and the owners (with LMTP addresses)
+ * reach relays through the snapshot. */
+static void
+test_leases(void)
+{
+	int owner[64] = {0};
+	uint64_t epochs[64] = {0}, p, a, relay;
+	Mc__Status st;
+	size_t np, na;
+	Mc__Response *resp;
+	Mc__SnapshotReq snap = MC__SNAPSHOT_REQ__INIT;
+
+	p = register_node("proto-mailbox", MC__NODE_KIND__NODE_KIND_MAILBOX,
+	                  "instance-a", "127.0.0.1:2400", &st);
+	CHECK(st == MC__STATUS__STATUS_OK);
+	CHECK(take_grants(p, "instance-a", owner, 1, epochs) == 64);
+	a = register_node("lease-a", MC__NODE_KIND__NODE_KIND_MAILBOX, "ia-1",
+	                  "127.0.0.1:2401", &st);
+	CHECK(st == MC__STATUS__STATUS_OK && a != 0);
+	memset(owner, 0, sizeof(owner));
+	CHECK(take_grants(a, "ia-1", owner, 2, epochs) == 0);
+	np = take_grants(p, "instance-a", owner, 1, epochs);
+	CHECK(np > 0 && np < 64);
+	na = take_grants(a, "ia-1", owner, 2, epochs);
+	CHECK(np + na == 64);
+	for (int s = 0; s < 64; s++) {
+		CHECK(owner[s] == 1 || owner[s] == 2);
+		if (owner[s] == 2)
+			CHECK(epochs[s] == 2); /* taken over: epoch bumped */
+	}
+	/* Renewal keeps the same grants and epochs. */
+	{
+		int again[64] = {0};
+		uint64_t e2[64] = {0};
+
+		CHECK(take_grants(a, "ia-1", again, 2, e2) == na);
+		for (int s = 0; s < 64; s++)
+			CHECK(again[s] == 0 || e2[s] == epochs[s]);
+	}
+	/* A second process under lease-a's name is refused while the first
+	 * holds live leases, and a heartbeat with the wrong instance is not
+	 * lease-a's. */
+	CHECK(register_node("lease-a", MC__NODE_KIND__NODE_KIND_MAILBOX, "ia-2",
+	                    "127.0.0.1:2401", &st) == 0);
+	CHECK(st == MC__STATUS__STATUS_CONFLICT);
+	resp = heartbeat(a, "ia-2");
+	CHECK(resp->status == MC__STATUS__STATUS_OK && !resp->heartbeat->known &&
+	      resp->heartbeat->n_leases == 0);
+	mc__response__free_unpacked(resp, NULL);
+
+	relay = register_node("lease-relay", MC__NODE_KIND__NODE_KIND_RELAY, "ir-1",
+	                      "", &st);
+	resp = heartbeat(relay, "ir-1");
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->heartbeat->known &&
+	      resp->heartbeat->n_leases == 0);
+	mc__response__free_unpacked(resp, NULL);
+	snap.node_id = relay;
+	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_shards == 64);
+	for (size_t i = 0; resp->status == MC__STATUS__STATUS_OK &&
+	                   i < resp->snapshot->n_shards; i++) {
+		Mc__ShardOwner *o = resp->snapshot->shards[i];
+
+		if (o->shard >= 64)
+			continue;
+		CHECK(o->node_id == (owner[o->shard] == 2 ? a : p));
+		CHECK(o->epoch == epochs[o->shard]);
+		CHECK(strcmp(o->lmtp_address, owner[o->shard] == 2 ? "127.0.0.1:2401"
+		                                                   : "127.0.0.1:2400") == 0);
+	}
+	mc__response__free_unpacked(resp, NULL);
 }
 
 int
@@ -347,6 +484,7 @@ main(void)
 	}
 	test_versions_and_topics(pub);
 	test_nodes();
+	test_leases();
 	nng_close(req_sock);
 	mc_secret_free(&admin_token);
 	mc_secret_free(&node_token);

@@ -95,11 +95,13 @@ def var_of(name):
 
 
 class Cluster:
-    def __init__(self, base_port, nodes=1, relays=1, fault_injection=False):
+    def __init__(self, base_port, nodes=1, relays=1, fault_injection=False,
+                 tls=False):
         self.base_port = base_port
         self.nodes = nodes
         self.relays = relays
         self.fault_injection = fault_injection
+        self.tls = tls  # `up --tls`: mutual TLS on the control plane
         self.dir = None
         self.env = {}
 
@@ -150,7 +152,8 @@ class Cluster:
         os.chmod(self.dir, 0o755)
         log("cluster dir %s, base port %d" % (self.dir, self.base_port))
         p = self.cluster("up", "--nodes", str(self.nodes), "--relays",
-                         str(self.relays), "--base-port", str(self.base_port))
+                         str(self.relays), "--base-port", str(self.base_port),
+                         *(["--tls"] if self.tls else []))
         log(p.stdout.rstrip())
 
     def reload_env(self):
@@ -259,6 +262,9 @@ class Cluster:
         e = self.script_env()
         e["MAILCTL_URL"] = url or self.env["MAILCTL_URL"]
         e["MAILCTL_TOKEN_FILE"] = token_file or self.env["MAILCTL_TOKEN_FILE"]
+        for k in ("MAILCTL_TLS_CA", "MAILCTL_TLS_CERT", "MAILCTL_TLS_KEY"):
+            if self.env.get(k):  # set by `up --tls` only
+                e[k] = self.env[k]
         p = subprocess.run([self.env["MC_MAILCTL"]] + list(args), env=e,
                            input=input if input is not None else "",
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,0 +1,7 @@
+/* placeholder */
+#include "test.h"
+int
+main(void)
+{
+	return mc_test_done();
+}

@@ -1,9 +1,11 @@
-# Run as a script: cmake -DOUT=file.c -DDIR=migrations -P embed.cmake
-# Writes a C file with every DIR/*.sql as a string, sorted by name, in
-#   const struct ctrl_migration ctrl_migrations[]; (version, name, sql)
+# Run as a script:
+#   cmake -DOUT=file.c -DDIR=migrations -DPREFIX=ctrl -P embed.cmake
+# Writes a C file with every DIR/NNNN_name.sql as a string, sorted by name:
+#   const struct mc_migration PREFIX_migrations[]; (see lib/pg_migrate.h)
+#   const unsigned PREFIX_migration_count;
 file(GLOB files ${DIR}/*.sql)
 list(SORT files)
-set(body "/* Generated from ${DIR}; do not edit. */\n#include \"migrations.h\"\n\n")
+set(body "/* Generated from ${DIR}; do not edit. */\n#include \"pg_migrate.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(f ${files})
@@ -16,7 +18,9 @@ foreach(f ${files})
   string(APPEND table "\t{${ver}, \"${name}\", sql_${i}},\n")
   math(EXPR i "${i} + 1")
 endforeach()
-string(APPEND body "\nconst struct ctrl_migration ctrl_migrations[] = {\n${table}};\n")
-string(APPEND body "const unsigned ctrl_migration_count = ${i};\n")
+string(APPEND body "\nextern const struct mc_migration ${PREFIX}_migrations[];\n")
+string(APPEND body "extern const unsigned ${PREFIX}_migration_count;\n")
+string(APPEND body "const struct mc_migration ${PREFIX}_migrations[] = {\n${table}};\n")
+string(APPEND body "const unsigned ${PREFIX}_migration_count = ${i};\n")
 file(WRITE ${OUT}.tmp "${body}")
 file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,319 @@
+/* The mailbox store's Postgres side; see store.h. Each write is one
+ * transaction that starts with the shard fence (raising it to our epoch or
+ * finding a newer one and aborting), so ownership and the write commit or
+ * fail together. The fence row lock also orders writers of one shard. */
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "error.h"
+#include "log.h"
+#include "mem.h"
+#include "pg_migrate.h"
+
+/* Generated from node/migrations by mc_embed_migrations. */
+extern const struct mc_migration store_migrations[];
+extern const unsigned store_migration_count;
+
+/* Advisory lock naming the store schema ("mailstor"). */
+#define STORE_MIGRATION_LOCK 7813586727391212404LL
+
+struct node_store {
+	PGconn *pg;
+	char *conninfo;
+};
+
+/* The mailboxes every account starts with (RFC 6154 roles). */
+static const struct {
+	const char *name;
+	const char *special_use;
+} default_mailboxes[] = {
+	{"INBOX", NULL},         {"Sent", "\\Sent"}, {"Drafts", "\\Drafts"},
+	{"Trash", "\\Trash"},    {"Junk", "\\Junk"}, {"Archive", "\\Archive"},
+};
+
+static int
+connect_pg(struct node_store *st, const char **error_r)
+{
+	PGresult *res;
+
+	if (st->pg != NULL && PQstatus(st->pg) == CONNECTION_OK)
+		return 0;
+	if (st->pg != NULL)
+		PQfinish(st->pg);
+	st->pg = PQconnectdb(st->conninfo);
+	if (PQstatus(st->pg) != CONNECTION_OK) {
+		*error_r = mc_errorf("store database: %s", PQerrorMessage(st->pg));
+		PQfinish(st->pg);
+		st->pg = NULL;
+		return -1;
+	}
+	res = PQexec(st->pg, "SET statement_timeout = '15s'; SET lock_timeout = '10s';"
+	                     " SET TIME ZONE 'UTC'");
+	PQclear(res);
+	return 0;
+}
+
+/* Run one statement; NULL with error_r on failure (the caller rolls back). */
+static PGresult *
+q(struct node_store *st, const char *sql, int n, const char *const *params,
+  const char **error_r)
+{
+	PGresult *res = PQexecParams(st->pg, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType s = PQresultStatus(res);
+
+	if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
+		return res;
+	*error_r = mc_errorf("store database: %s",
+	                     PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+	                             ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+	                             : PQerrorMessage(st->pg));
+	PQclear(res);
+	return NULL;
+}
+
+static int
+exec0(struct node_store *st, const char *sql, const char **error_r)
+{
+	PGresult *res = q(st, sql, 0, NULL, error_r);
+
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int
+node_store_open(const char *conninfo, struct node_store **store_r,
+                const char **error_r)
+{
+	struct node_store *st = mc_malloc(sizeof(*st));
+
+	st->conninfo = mc_strdup(conninfo);
+	if (connect_pg(st, error_r) < 0 ||
+	    mc_pg_migrate(st->pg, store_migrations, store_migration_count,
+	                  STORE_MIGRATION_LOCK, error_r) < 0) {
+		node_store_close(&st);
+		return -1;
+	}
+	*store_r = st;
+	return 0;
+}
+
+void
+node_store_close(struct node_store **stp)
+{
+	struct node_store *st = *stp;
+
+	if (st == NULL)
+		return;
+	if (st->pg != NULL)
+		PQfinish(st->pg);
+	free(st->conninfo);
+	free(st);
+	*stp = NULL;
+}
+
+/* Start a write transaction on shard under epoch. */
+static enum node_store_result
+begin_fenced(struct node_store *st, uint32_t shard, uint64_t epoch,
+             const char **error_r)
+{
+	char shard_s[16], epoch_s[24];
+	const char *params[2] = {shard_s, epoch_s};
+	PGresult *res;
+	int rows;
+
+	if (connect_pg(st, error_r) < 0 || exec0(st, "BEGIN", error_r) < 0)
+		return NODE_STORE_TEMPFAIL;
+	snprintf(shard_s, sizeof(shard_s), "%u", shard);
+	snprintf(epoch_s, sizeof(epoch_s), "%llu", (unsigned long long)epoch);
+	res = q(st, "INSERT INTO shard_fence (shard, epoch) VALUES ($1, $2)"
+	            " ON CONFLICT (shard) DO UPDATE SET epoch = EXCLUDED.epoch"
+	            " WHERE shard_fence.epoch <= EXCLUDED.epoch RETURNING epoch",
+	        2, params, error_r);
+	if (res == NULL)
+		return NODE_STORE_TEMPFAIL;
+	rows = PQntuples(res);
+	PQclear(res);
+	if (rows == 0) {
+		*error_r = mc_errorf("shard %u is owned by a newer lease than epoch %llu",
+		                     shard, (unsigned long long)epoch);
+		return NODE_STORE_FENCED;
+	}
+	return NODE_STORE_OK;
+}
+
+static enum node_store_result
+finish(struct node_store *st, enum node_store_result r, const char **error_r)
+{
+	if (r == NODE_STORE_OK || r == NODE_STORE_DUPLICATE) {
+		if (exec0(st, "COMMIT", error_r) == 0)
+			return r;
+		r = NODE_STORE_TEMPFAIL;
+	}
+	if (st->pg != NULL && PQtransactionStatus(st->pg) != PQTRANS_IDLE)
+		PQclear(PQexec(st->pg, "ROLLBACK"));
+	if (st->pg != NULL && PQstatus(st->pg) != CONNECTION_OK) {
+		PQfinish(st->pg); /* reconnect on the next call */
+		st->pg = NULL;
+	}
+	return r;
+}
+
+/* Inside a fenced transaction. */
+static int
+create_defaults(struct node_store *st, uint64_t account_id, uint32_t shard,
+                const char **error_r)
+{
+	char acc[24], shard_s[16];
+
+	snprintf(acc, sizeof(acc), "%llu", (unsigned long long)account_id);
+	snprintf(shard_s, sizeof(shard_s), "%u", shard);
+	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]);
+	     i++) {
+		/* UIDVALIDITY from the clock: a mailbox deleted and recreated
+		 * later gets a new one, so clients drop their cached UIDs. */
+		const char *params[4] = {acc, shard_s, default_mailboxes[i].name,
+		                         default_mailboxes[i].special_use};
+		PGresult *res = q(st, "INSERT INTO mailboxes (account_id, shard, name,"
+		                      " special_use, uidvalidity) VALUES ($1, $2, $3, $4,"
+		                      " extract(epoch FROM clock_timestamp())::bigint"
+		                      " % 4294967295 + 1) ON CONFLICT DO NOTHING",
+		                  4, params, error_r);
+
+		if (res == NULL)
+			return -1;
+		PQclear(res);
+	}
+	return 0;
+}
+
+enum node_store_result
+node_store_ensure_mailboxes(struct node_store *st, uint64_t account_id,
+                            uint32_t shard, uint64_t epoch, const char **error_r)
+{
+	enum node_store_result r = begin_fenced(st, shard, epoch, error_r);
+
+	if (r == NODE_STORE_OK && create_defaults(st, account_id, shard, error_r) < 0)
+		r = NODE_STORE_TEMPFAIL;
+	return finish(st, r, error_r);
+}
+
+/* UID and MODSEQ for one new message; creates the defaults on first use. */
+static enum node_store_result
+allocate_uid(struct node_store *st, const struct node_delivery *d,
+             const char *acc, char *mailbox_id, size_t mbsize, uint64_t *uid_r,
+             uint64_t *modseq_r, const char **error_r)
+{
+	const char *params[2] = {acc, d->mailbox};
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		PGresult *res = q(st, "UPDATE mailboxes SET uidnext = uidnext + 1,"
+		                      " highestmodseq = highestmodseq + 1"
+		                      " WHERE account_id = $1 AND name = $2"
+		                      " RETURNING id, uidnext - 1, highestmodseq",
+		                  2, params, error_r);
+
+		if (res == NULL)
+			return NODE_STORE_TEMPFAIL;
+		if (PQntuples(res) == 1) {
+			snprintf(mailbox_id, mbsize, "%s", PQgetvalue(res, 0, 0));
+			*uid_r = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+			*modseq_r = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+			PQclear(res);
+			return NODE_STORE_OK;
+		}
+		PQclear(res);
+		if (attempt == 0 && create_defaults(st, d->account_id, d->shard, error_r) < 0)
+			return NODE_STORE_TEMPFAIL;
+	}
+	*error_r = mc_errorf("mailbox %s does not exist", d->mailbox);
+	return NODE_STORE_TEMPFAIL;
+}
+
+/* A redelivery of delivery_id: the UID it got the first time. */
+static enum node_store_result
+find_duplicate(struct node_store *st, const struct node_delivery *d,
+               const char *acc, uint64_t *uid_r, const char **error_r)
+{
+	const char *params[3] = {acc, d->mailbox, d->delivery_id};
+	PGresult *res = q(st, "SELECT m.uid FROM messages m JOIN mailboxes b"
+	                      " ON b.id = m.mailbox_id WHERE b.account_id = $1"
+	                      " AND b.name = $2 AND m.delivery_id = $3",
+	                  3, params, error_r);
+	bool found;
+
+	if (res == NULL)
+		return NODE_STORE_TEMPFAIL;
+	found = PQntuples(res) > 0;
+	if (found)
+		*uid_r = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return found ? NODE_STORE_DUPLICATE : NODE_STORE_OK;
+}
+
+enum node_store_result
+node_store_deliver(struct node_store *st, const struct node_delivery *d,
+                   uint64_t *uid_r, const char **error_r)
+{
+	char acc[24], mailbox_id[24], uid_s[24], modseq_s[24], size_s[24], date_s[24];
+	uint64_t uid = 0, modseq = 0;
+	enum node_store_result r = begin_fenced(st, d->shard, d->epoch, error_r);
+
+	snprintf(acc, sizeof(acc), "%llu", (unsigned long long)d->account_id);
+	if (r == NODE_STORE_OK && d->delivery_id != NULL)
+		r = find_duplicate(st, d, acc, uid_r, error_r);
+	if (r == NODE_STORE_OK)
+		r = allocate_uid(st, d, acc, mailbox_id, sizeof(mailbox_id), &uid,
+		                 &modseq, error_r);
+	if (r == NODE_STORE_OK) {
+		const char *params[8] = {mailbox_id, uid_s, modseq_s, d->blob_sha256,
+		                         size_s, date_s, d->delivery_id, d->envelope_json};
+		PGresult *res;
+
+		snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)uid);
+		snprintf(modseq_s, sizeof(modseq_s), "%llu", (unsigned long long)modseq);
+		snprintf(size_s, sizeof(size_s), "%llu", (unsigned long long)d->size);
+		snprintf(date_s, sizeof(date_s), "%lld", (long long)d->internaldate);
+		res = q(st, "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
+		            " size, internaldate, delivery_id, envelope) VALUES"
+		            " ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8::jsonb)",
+		        8, params, error_r);
+		if (res == NULL)
+			r = NODE_STORE_TEMPFAIL;
+		else
+			PQclear(res);
+		*uid_r = uid;
+	}
+	return finish(st, r, error_r);
+}
+
+int
+node_store_mailbox_stats(struct node_store *st, uint64_t account_id,
+                         const char *mailbox, uint64_t *count_r,
+                         uint64_t *bytes_r, const char **error_r)
+{
+	char acc[24];
+	const char *params[2] = {acc, mailbox};
+	PGresult *res;
+
+	if (connect_pg(st, error_r) < 0)
+		return -1;
+	snprintf(acc, sizeof(acc), "%llu", (unsigned long long)account_id);
+	res = q(st, "SELECT count(m.uid), coalesce(sum(m.size), 0) FROM mailboxes b"
+	            " LEFT JOIN messages m ON m.mailbox_id = b.id"
+	            " WHERE b.account_id = $1 AND b.name = $2",
+	        2, params, error_r);
+	if (res == NULL)
+		return -1;
+	*count_r = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	*bytes_r = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	return 0;
+}

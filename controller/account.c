@@ -153,6 +153,13 @@ ctrl_account_show(struct ctrl_req *r)
 	if (n < 0)
 		return -1;
 	info->n_aliases = (size_t)n;
+	{
+		const char *err = NULL;
+
+		if (ctrl_store_mailboxes(r, info->account->id, &info->mailboxes,
+		                         &info->n_mailboxes, &err) < 0)
+			info->mailbox_error = mc_pool_strdup(r->pool, err);
+	}
 	r->resp->body_case = MC__RESPONSE__BODY_ACCOUNT_INFO;
 	r->resp->account_info = info;
 	return 0;

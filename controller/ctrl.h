@@ -26,6 +26,8 @@ struct ctrl {
 	uv_loop_t *loop;
 	char *conninfo;
 	PGconn *pg;                 /* worker; NULL while disconnected */
+	char *store_conninfo;       /* mailbox store, NULL = not configured */
+	PGconn *store_pg;           /* worker; NULL while disconnected */
 	char *admin_token;
 	char *node_token;
 	uint32_t shard_count;       /* as stored in the cluster row */
@@ -87,6 +89,13 @@ int ctrl_change(struct ctrl_req *r, enum ctrl_kind kind, uint64_t id,
 /* db.c: connect (or reconnect) on the worker thread. */
 int ctrl_db_connect(struct ctrl *c, const char **error_r);
 void ctrl_db_close(struct ctrl *c);
+
+/* db.c: mailboxes of one account from the mailbox store (store_pg), with
+ * message counts and sizes. -1 with error_r when the store is not
+ * configured or cannot be reached. */
+int ctrl_store_mailboxes(struct ctrl_req *r, uint64_t account_id,
+                         Mc__MailboxInfo ***out_r, size_t *n_r,
+                         const char **error_r);
 
 /* schema.c: apply pending migrations and initialise the cluster row. */
 int ctrl_schema_migrate(struct ctrl *c, uint32_t shard_count,

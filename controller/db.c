@@ -54,6 +54,68 @@ ctrl_db_close(struct ctrl *c)
 		PQfinish(c->pg);
 		c->pg = NULL;
 	}
+	if (c->store_pg != NULL) {
+		PQfinish(c->store_pg);
+		c->store_pg = NULL;
+	}
+}
+
+int
+ctrl_store_mailboxes(struct ctrl_req *r, uint64_t account_id,
+                     Mc__MailboxInfo ***out_r, size_t *n_r, const char **error_r)
+{
+	struct ctrl *c = r->ctrl;
+	const char *params[1] = {ctrl_u64(r, account_id)};
+	PGresult *res;
+	int n;
+
+	if (c->store_conninfo == NULL) {
+		*error_r = "the controller has no store_pg configured";
+		return -1;
+	}
+	if (c->store_pg == NULL || PQstatus(c->store_pg) != CONNECTION_OK) {
+		if (c->store_pg != NULL)
+			PQfinish(c->store_pg);
+		c->store_pg = PQconnectdb(c->store_conninfo);
+		if (PQstatus(c->store_pg) != CONNECTION_OK) {
+			*error_r = "mailbox store unavailable";
+			mc_warn("store_pg: %s", PQerrorMessage(c->store_pg));
+			PQfinish(c->store_pg);
+			c->store_pg = NULL;
+			return -1;
+		}
+		PQsetNoticeProcessor(c->store_pg, notice_cb, NULL);
+	}
+	res = PQexecParams(c->store_pg,
+	                   "SELECT b.name, coalesce(b.special_use, ''), count(m.uid),"
+	                   " coalesce(sum(m.size), 0) FROM mailboxes b"
+	                   " LEFT JOIN messages m ON m.mailbox_id = b.id"
+	                   " WHERE b.account_id = $1 GROUP BY b.id"
+	                   " ORDER BY b.name <> 'INBOX', b.name",
+	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		/* A store without its schema yet (no node started) has no
+		 * mailboxes table: also "unavailable" for the operator. */
+		*error_r = "mailbox store unavailable";
+		mc_warn("store_pg query: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	*out_r = mc_pool_alloc(r->pool, sizeof(**out_r) * (size_t)(n + 1));
+	for (int i = 0; i < n; i++) {
+		Mc__MailboxInfo *mb = mc_pool_alloc(r->pool, sizeof(*mb));
+
+		mc__mailbox_info__init(mb);
+		mb->name = ctrl_row_str(r, res, i, 0);
+		mb->special_use = ctrl_row_str(r, res, i, 1);
+		mb->messages = ctrl_row_u64(res, i, 2);
+		mb->bytes = ctrl_row_u64(res, i, 3);
+		(*out_r)[i] = mb;
+	}
+	*n_r = (size_t)n;
+	PQclear(res);
+	return 0;
 }
 
 int

@@ -15,11 +15,21 @@
 #define CTRL_PG_STARTUP_WAIT_S 30
 
 static const char *const ctrl_keys[] = {
-	"control_url", "publish_url", "pg", "admin_token_file", "node_token_file",
+	"control_url", "publish_url", "pg", "store_pg", "admin_token_file", "node_token_file",
 	"tls_ca_file", "tls_cert_file", "tls_key_file", "shard_count",
 	"heartbeat_ms", "node_timeout_ms", "lease_ttl_ms", "fault_injection",
 	"log_level", NULL,
 };
+
+/* A conninfo with a connect timeout, so a dead Postgres cannot hang a
+ * connection attempt (URIs are left as given). Heap string. */
+static char *
+with_timeout(const char *conninfo)
+{
+	if (strstr(conninfo, "://") != NULL || strstr(conninfo, "connect_timeout") != NULL)
+		return mc_strdup(conninfo);
+	return mc_asprintf("%s connect_timeout=5", conninfo);
+}
 
 static int
 read_settings(struct mc_daemon *d, struct ctrl *c, uint64_t *shards_r,
@@ -62,10 +72,10 @@ read_settings(struct mc_daemon *d, struct ctrl *c, uint64_t *shards_r,
 		           "able to act as an administrator";
 		return -1;
 	}
-	/* Keep a dead Postgres from hanging startup forever per attempt. */
-	c->conninfo = strstr(pg, "://") == NULL && strstr(pg, "connect_timeout") == NULL
-	                      ? mc_asprintf("%s connect_timeout=5", pg)
-	                      : mc_strdup(pg);
+	c->conninfo = with_timeout(pg);
+	pg = mc_config_get(d->cfg, "store_pg", NULL);
+	if (pg != NULL && *pg != '\0')
+		c->store_conninfo = with_timeout(pg);
 	return 0;
 }
 
@@ -141,6 +151,7 @@ out:
 	mc_secret_free(&c.admin_token);
 	mc_secret_free(&c.node_token);
 	free(c.conninfo);
+	free(c.store_conninfo);
 	mc_daemon_fini(&d);
 	return ret;
 }

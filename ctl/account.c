@@ -158,6 +158,48 @@ account_list(struct cli *cli)
 }
 
 static void
+print_mailboxes(const Mc__AccountInfo *info)
+{
+	static const char *const headers[] = {"MAILBOX", "ROLE", "MESSAGES", "SIZE"};
+	struct cli_table t;
+
+	printf("\nmailboxes:\n");
+	if (info->mailbox_error != NULL && info->mailbox_error[0] != '\0') {
+		printf("(%s)\n", info->mailbox_error);
+		return;
+	}
+	cli_table_init(&t, 4, headers);
+	for (size_t i = 0; i < info->n_mailboxes; i++) {
+		const Mc__MailboxInfo *mb = info->mailboxes[i];
+		char count[24], size[CLI_FMT_SIZE];
+
+		snprintf(count, sizeof(count), "%" PRIu64, mb->messages);
+		cli_table_add(&t, mb->name, mb->special_use[0] ? mb->special_use : "-",
+		              count, cli_format_size(mb->bytes, size));
+	}
+	cli_table_print(&t, stdout);
+	cli_table_fini(&t);
+}
+
+static json_t *
+mailboxes_json(const Mc__AccountInfo *info)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < info->n_mailboxes; i++) {
+		const Mc__MailboxInfo *mb = info->mailboxes[i];
+
+		json_array_append_new(arr, json_pack("{s:s, s:s?, s:I, s:I}", "name",
+		                                     mb->name, "special_use",
+		                                     mb->special_use[0] ? mb->special_use
+		                                                        : NULL,
+		                                     "messages", (json_int_t)mb->messages,
+		                                     "bytes", (json_int_t)mb->bytes));
+	}
+	return arr;
+}
+
+static void
 print_account_info(const Mc__AccountInfo *info)
 {
 	static const char *const headers[] = {"ID", "ADDRESS", "DESTINATIONS"};
@@ -183,6 +225,7 @@ print_account_info(const Mc__AccountInfo *info)
 	}
 	cli_table_print(&t, stdout);
 	cli_table_fini(&t);
+	print_mailboxes(info);
 }
 
 static int
@@ -214,9 +257,12 @@ account_show(struct cli *cli)
 		for (size_t i = 0; i < info->n_aliases; i++)
 			json_array_append_new(aliases,
 			                      cli_alias_json(info->aliases[i]));
-		cli_json_print(json_pack("{s:o, s:o}", "account",
+		cli_json_print(json_pack("{s:o, s:o, s:o, s:s?}", "account",
 		                         account_json(info->account), "aliases",
-		                         aliases));
+		                         aliases, "mailboxes", mailboxes_json(info),
+		                         "mailbox_error",
+		                         info->mailbox_error[0] ? info->mailbox_error
+		                                                : NULL));
 	} else {
 		print_account_info(info);
 	}

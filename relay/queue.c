@@ -157,19 +157,22 @@ relay_queue_list_dir(const struct relay_queue *q, int fd, const char *what,
 	struct dirent *de;
 
 	if (d == NULL) {
-		*error_r = mc_errorf("%s/%s: %s", q->dir, what, strerror(errno));
+		*error_r =
+		        mc_errorf("%s/%s: %s", q->dir, what, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
 		return -1;
 	}
 	while ((errno = 0, de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
 			continue;
 		names = mc_realloc(names, (n + 1) * sizeof(*names));
 		names[n++] = mc_strdup(de->d_name);
 	}
 	if (errno != 0) {
-		*error_r = mc_errorf("%s/%s: %s", q->dir, what, strerror(errno));
+		*error_r =
+		        mc_errorf("%s/%s: %s", q->dir, what, strerror(errno));
 		closedir(d);
 		relay_queue_names_free(names, n);
 		return -1;
@@ -254,8 +257,8 @@ relay_queue_id_new(struct relay_queue *q, char id_r[RELAY_QUEUE_ID_SIZE],
 /* ---- open, lock, recover ---- */
 
 static int
-open_subdir(struct relay_queue *q, const char *name, bool *created,
-            int *fd_r, const char **error_r)
+open_subdir(struct relay_queue *q, const char *name, bool *created, int *fd_r,
+            const char **error_r)
 {
 	if (mkdirat(q->dir_fd, name, 0700) == 0)
 		*created = true;
@@ -314,15 +317,18 @@ recover_incoming(struct relay_queue *q, const char **error_r)
 	char **names, id[RELAY_QUEUE_ID_SIZE];
 	size_t n, i, removed = 0;
 
-	if (relay_queue_list_dir(q, q->incoming_fd, "incoming", &names, &n, error_r) < 0)
+	if (relay_queue_list_dir(q, q->incoming_fd, "incoming", &names, &n,
+	                         error_r) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (relay_queue_name_parse(names[i], id) != RELAY_QUEUE_NAME_OTHER)
+		if (relay_queue_name_parse(names[i], id) !=
+		    RELAY_QUEUE_NAME_OTHER)
 			id_seed(q, id);
 		if (unlinkat(q->incoming_fd, names[i], 0) == 0)
 			removed++;
 		else
-			mc_warn("queue cannot remove leftover path=%s/incoming/%s "
+			mc_warn("queue cannot remove leftover "
+			        "path=%s/incoming/%s "
 			        "error=\"%s\"",
 			        q->dir, names[i], strerror(errno));
 	}
@@ -358,7 +364,8 @@ recover_queue_entry(struct relay_queue *q, const char *name)
 		mc_warn("queue unknown file moved path=%s/queue/%s to=corrupt/",
 		        q->dir, name);
 		if (renameat(q->queue_fd, name, q->corrupt_fd, name) < 0)
-			mc_warn("queue cannot move path=%s/queue/%s error=\"%s\"",
+			mc_warn("queue cannot move path=%s/queue/%s "
+			        "error=\"%s\"",
 			        q->dir, name, strerror(errno));
 		return;
 	}
@@ -375,19 +382,46 @@ recover(struct relay_queue *q, const char **error_r)
 
 	if (recover_incoming(q, error_r) < 0)
 		return -1;
-	if (relay_queue_list_dir(q, q->queue_fd, "queue", &names, &n, error_r) < 0)
+	if (relay_queue_list_dir(q, q->queue_fd, "queue", &names, &n, error_r) <
+	    0)
 		return -1;
 	for (i = 0; i < n; i++)
 		recover_queue_entry(q, names[i]);
 	relay_queue_names_free(names, n);
 	/* Ids of quarantined messages are never handed out again either. */
-	if (relay_queue_list_dir(q, q->corrupt_fd, "corrupt", &names, &n, error_r) < 0)
+	if (relay_queue_list_dir(q, q->corrupt_fd, "corrupt", &names, &n,
+	                         error_r) < 0)
 		return -1;
 	for (i = 0; i < n; i++)
-		if (relay_queue_name_parse(names[i], id) != RELAY_QUEUE_NAME_OTHER)
+		if (relay_queue_name_parse(names[i], id) !=
+		    RELAY_QUEUE_NAME_OTHER)
 			id_seed(q, id);
 	relay_queue_names_free(names, n);
 	return 0;
+}
+
+/* A new spool's own entry must be durable too, or a power loss could
+ * take the first messages with it. */
+static int
+fsync_parent(const char *dir)
+{
+	char *parent = mc_strdup(dir), *slash;
+	int fd, ret;
+
+	while ((slash = strrchr(parent, '/')) != NULL && slash[1] == '\0' &&
+	       slash != parent)
+		*slash = '\0'; /* trailing slashes */
+	slash = strrchr(parent, '/');
+	if (slash == NULL)
+		strcpy(parent, ".");
+	else
+		slash[slash == parent ? 1 : 0] = '\0';
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ret = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
+	if (fd >= 0)
+		close(fd);
+	free(parent);
+	return ret;
 }
 
 static int
@@ -395,13 +429,18 @@ open_dirs(struct relay_queue *q, const char **error_r)
 {
 	bool created = false;
 
-	if (mkdir(q->dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(q->dir, 0700) == 0) {
+		if (fsync_parent(q->dir) < 0)
+			goto fail;
+	} else if (errno != EEXIST) {
 		goto fail;
+	}
 	q->dir_fd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (q->dir_fd < 0)
 		goto fail;
 	if (take_lock(q, error_r) < 0 ||
-	    open_subdir(q, "incoming", &created, &q->incoming_fd, error_r) < 0 ||
+	    open_subdir(q, "incoming", &created, &q->incoming_fd, error_r) <
+	            0 ||
 	    open_subdir(q, "queue", &created, &q->queue_fd, error_r) < 0 ||
 	    open_subdir(q, "corrupt", &created, &q->corrupt_fd, error_r) < 0)
 		return -1;
@@ -518,8 +557,8 @@ msg_flush(struct relay_queue_msg *msg, const char **error_r)
 {
 	if (write_all(msg->fd, msg->buf, msg->buf_len) < 0) {
 		msg->failed = true;
-		*error_r = mc_errorf("%s/incoming/%s.msg: write: %s", msg->q->dir,
-		                     msg->id, strerror(errno));
+		*error_r = mc_errorf("%s/incoming/%s.msg: write: %s",
+		                     msg->q->dir, msg->id, strerror(errno));
 		return -1;
 	}
 	msg->buf_len = 0;
@@ -547,14 +586,15 @@ relay_queue_append(struct relay_queue_msg *msg, const void *data, size_t len,
 		return -1;
 	}
 	msg->size += len;
-	if (msg->buf_len + len > RELAY_QUEUE_IO_BUF && msg_flush(msg, error_r) < 0)
+	if (msg->buf_len + len > RELAY_QUEUE_IO_BUF &&
+	    msg_flush(msg, error_r) < 0)
 		return -1;
 	if (len >= RELAY_QUEUE_IO_BUF) {
 		if (write_all(msg->fd, data, len) == 0)
 			return 0;
 		msg->failed = true;
-		*error_r = mc_errorf("%s/incoming/%s.msg: write: %s", msg->q->dir,
-		                     msg->id, strerror(errno));
+		*error_r = mc_errorf("%s/incoming/%s.msg: write: %s",
+		                     msg->q->dir, msg->id, strerror(errno));
 		return -1;
 	}
 	memcpy(msg->buf + msg->buf_len, data, len);
@@ -674,7 +714,8 @@ relay_queue_commit(struct relay_queue_msg **msgp,
 {
 	struct relay_queue_msg *msg = *msgp;
 	struct relay_queue *q = msg->q;
-	char msg_name[RELAY_QUEUE_NAME_SIZE], tmp_name[RELAY_QUEUE_NAME_SIZE], env_name[RELAY_QUEUE_NAME_SIZE];
+	char msg_name[RELAY_QUEUE_NAME_SIZE], tmp_name[RELAY_QUEUE_NAME_SIZE],
+	        env_name[RELAY_QUEUE_NAME_SIZE];
 	bool content_queued = false;
 	char *line = NULL;
 
@@ -721,8 +762,7 @@ fail:
 
 int
 relay_queue_update(struct relay_queue *q,
-                   const struct relay_queue_envelope *env,
-                   const char **error_r)
+                   const struct relay_queue_envelope *env, const char **error_r)
 {
 	char tmp_name[RELAY_QUEUE_NAME_SIZE], env_name[RELAY_QUEUE_NAME_SIZE];
 	char *line = relay_queue_envelope_format(env, error_r);
@@ -742,8 +782,8 @@ relay_queue_update(struct relay_queue *q,
 		                               env_name, strerror(errno));
 		goto fail;
 	}
-	if (write_file_synced(q, q->queue_fd, "queue", tmp_name, O_TRUNC,
-	                      line, error_r) < 0)
+	if (write_file_synced(q, q->queue_fd, "queue", tmp_name, O_TRUNC, line,
+	                      error_r) < 0)
 		goto fail_tmp;
 	if (renameat(q->queue_fd, tmp_name, q->queue_fd, env_name) < 0) {
 		*error_r = mc_errorf("%s/queue/%s: rename: %s", q->dir,
@@ -760,8 +800,7 @@ fail:
 }
 
 int
-relay_queue_remove(struct relay_queue *q, const char *id,
-                   const char **error_r)
+relay_queue_remove(struct relay_queue *q, const char *id, const char **error_r)
 {
 	char name[RELAY_QUEUE_NAME_SIZE];
 	bool had_env = false;
@@ -780,13 +819,15 @@ relay_queue_remove(struct relay_queue *q, const char *id,
 		had_env = true;
 	else if (errno != ENOENT)
 		goto fail;
-	if (had_env && relay_queue_fsync_dir(q, q->queue_fd, "queue", error_r) < 0)
+	if (had_env &&
+	    relay_queue_fsync_dir(q, q->queue_fd, "queue", error_r) < 0)
 		return -1;
 	relay_queue_file_name(name, id, RELAY_QUEUE_NAME_MSG);
 	rc = unlinkat(q->queue_fd, name, 0);
 	if (rc == 0 || had_env) {
 		if (rc < 0 && errno != ENOENT)
-			mc_warn("queue cannot remove content id=%s error=\"%s\"",
+			mc_warn("queue cannot remove content id=%s "
+			        "error=\"%s\"",
 			        id, strerror(errno));
 		return 0;
 	}

@@ -103,12 +103,12 @@ enum relay_queue_dsn_ret {
 struct relay_queue_rcpt {
 	char *address; /* strict, 1..RELAY_QUEUE_ADDR_MAX */
 	enum relay_queue_rcpt_state state;
-	uint32_t attempts;     /* delivery attempts so far */
-	int64_t next_attempt;  /* unix seconds; 0 = as soon as possible */
-	char *last_error;      /* free text: the last failure, "" if none */
-	char *route;           /* strict: opaque to the queue, for delivery */
-	unsigned notify;       /* RELAY_QUEUE_NOTIFY_* bits */
-	char *orcpt;           /* strict: DSN ORCPT "type;xtext", "" if none */
+	uint32_t attempts;    /* delivery attempts so far */
+	int64_t next_attempt; /* unix seconds; 0 = as soon as possible */
+	char *last_error;     /* free text: the last failure, "" if none */
+	char *route;          /* strict: opaque to the queue, for delivery */
+	unsigned notify;      /* RELAY_QUEUE_NOTIFY_* bits */
+	char *orcpt;          /* strict: DSN ORCPT "type;xtext", "" if none */
 };
 
 /* Who handed us the message, for the Received header added later. */
@@ -124,16 +124,16 @@ struct relay_queue_client {
 struct relay_queue_envelope {
 	/* id, size and sha256 are set by relay_queue_commit. */
 	char id[RELAY_QUEUE_ID_SIZE];
-	uint64_t size;           /* bytes in <id>.msg */
-	char sha256[65];         /* of <id>.msg, lower-case hex */
-	int64_t received;        /* unix seconds; commit sets it if 0 */
-	char *sender;            /* strict; "" is the null sender <> */
+	uint64_t size;    /* bytes in <id>.msg */
+	char sha256[65];  /* of <id>.msg, lower-case hex */
+	int64_t received; /* unix seconds; commit sets it if 0 */
+	char *sender;     /* strict; "" is the null sender <> */
 	struct relay_queue_client client;
 	enum relay_queue_body body;
 	bool smtputf8;
 	enum relay_queue_dsn_ret dsn_ret;
-	char *dsn_envid;         /* strict, "" if none */
-	size_t rcpt_count;       /* 1..RELAY_QUEUE_MAX_RCPTS to be written */
+	char *dsn_envid;   /* strict, "" if none */
+	size_t rcpt_count; /* 1..RELAY_QUEUE_MAX_RCPTS to be written */
 	struct relay_queue_rcpt *rcpts;
 };
 
@@ -214,8 +214,7 @@ void relay_queue_abort(struct relay_queue_msg **msg);
  * may answer 250. On -1 nothing was committed and the files are gone.
  * Consumes *msg either way (sets it to NULL). */
 int relay_queue_commit(struct relay_queue_msg **msg,
-                       struct relay_queue_envelope *env,
-                       const char **error_r);
+                       struct relay_queue_envelope *env, const char **error_r);
 
 /* Rewrite a committed message's envelope (recipient states, attempts,
  * errors...) durably: temporary file, fsync, rename over <id>.env, fsync
@@ -233,8 +232,8 @@ int relay_queue_remove(struct relay_queue *q, const char *id,
 
 /* Open the content for reading (O_RDONLY; read or mmap it). The caller
  * closes *fd_r. The fd stays readable even if the message is removed. */
-int relay_queue_content_open(struct relay_queue *q, const char *id,
-                             int *fd_r, const char **error_r);
+int relay_queue_content_open(struct relay_queue *q, const char *id, int *fd_r,
+                             const char **error_r);
 /* Read the whole content and compare its size and SHA-256 with env.
  * Fails with the difference when they do not match. */
 int relay_queue_verify(struct relay_queue *q,
@@ -246,8 +245,7 @@ int relay_queue_verify(struct relay_queue *q,
  * when absent, EINVAL when the id is not an id or the envelope is
  * corrupt. */
 int relay_queue_load(struct relay_queue *q, const char *id,
-                     struct relay_queue_envelope **env_r,
-                     const char **error_r);
+                     struct relay_queue_envelope **env_r, const char **error_r);
 
 struct relay_queue_scan_stats {
 	size_t loaded;   /* passed to the callback */

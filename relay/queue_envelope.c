@@ -34,15 +34,15 @@ static const char *const notify_names[] = {"never", "success", "failure",
 #define NOTIFY_ALL 0xfu
 
 static const char *const top_keys[] = {
-        "format", "id",        "received", "sender",    "size",
-        "sha256", "body",      "smtputf8", "client",    "dsn_ret",
-        "dsn_envid", "rcpts",  NULL,
+        "format",    "id",    "received", "sender", "size",
+        "sha256",    "body",  "smtputf8", "client", "dsn_ret",
+        "dsn_envid", "rcpts", NULL,
 };
-static const char *const client_keys[] = {"helo",  "addr", "rdns", "proto",
-                                          "tls",   "auth", NULL};
+static const char *const client_keys[] = {"helo", "addr", "rdns", "proto",
+                                          "tls",  "auth", NULL};
 static const char *const rcpt_keys[] = {
-        "address", "state", "attempts", "next_attempt", "last_error",
-        "route",   "notify", "orcpt",   NULL,
+        "address", "state",  "attempts", "next_attempt", "last_error",
+        "route",   "notify", "orcpt",    NULL,
 };
 
 /* ---- struct helpers ---- */
@@ -417,7 +417,8 @@ relay_queue_envelope_format(const struct relay_queue_envelope *env,
 	                 : NULL;
 	json_decref(root);
 	if (s == NULL) {
-		/* Only allocation failure gets here: the strings were checked. */
+		/* Only allocation failure gets here: the strings were checked.
+		 */
 		*error_r = "cannot encode the envelope as JSON";
 		return NULL;
 	}
@@ -507,8 +508,7 @@ get_enum(json_t *obj, const char *where, const char *key,
 }
 
 static int
-get_notify(json_t *obj, const char *where, unsigned *v_r,
-           const char **error_r)
+get_notify(json_t *obj, const char *where, unsigned *v_r, const char **error_r)
 {
 	json_t *arr = json_object_get(obj, "notify"), *v;
 	unsigned bits = 0, bit;
@@ -519,8 +519,8 @@ get_notify(json_t *obj, const char *where, unsigned *v_r,
 	json_array_foreach(arr, i, v)
 	{
 		for (bit = 0; bit < 4; bit++)
-			if (json_is_string(v) &&
-			    strcmp(json_string_value(v), notify_names[bit]) == 0)
+			if (json_is_string(v) && strcmp(json_string_value(v),
+			                                notify_names[bit]) == 0)
 				break;
 		if (bit == 4 || (bits & (1u << bit)) != 0)
 			goto fail;
@@ -534,8 +534,7 @@ fail:
 }
 
 static int
-client_from_json(json_t *o, struct relay_queue_client *c,
-                 const char **error_r)
+client_from_json(json_t *o, struct relay_queue_client *c, const char **error_r)
 {
 	const char *w = "client";
 
@@ -613,14 +612,15 @@ envelope_from_json(json_t *o, struct relay_queue_envelope *env,
 	    get_int(o, w, "format", INT64_MAX, &format, error_r) < 0)
 		return -1;
 	if (format != ENVELOPE_FORMAT) {
-		*error_r = mc_errorf("unsupported format %lld", (long long)format);
+		*error_r =
+		        mc_errorf("unsupported format %lld", (long long)format);
 		return -1;
 	}
 	id = json_string_value(json_object_get(o, "id"));
 	sha = json_string_value(json_object_get(o, "sha256"));
 	utf8 = json_object_get(o, "smtputf8");
-	if (id == NULL || strlen(id) != RELAY_QUEUE_ID_LEN ||
-	    sha == NULL || strlen(sha) != 64 || !json_is_boolean(utf8)) {
+	if (id == NULL || strlen(id) != RELAY_QUEUE_ID_LEN || sha == NULL ||
+	    strlen(sha) != 64 || !json_is_boolean(utf8)) {
 		*error_r = "invalid \"id\", \"sha256\" or \"smtputf8\"";
 		return -1;
 	}

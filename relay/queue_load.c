@@ -79,8 +79,7 @@ fail:
 
 int
 relay_queue_verify(struct relay_queue *q,
-                   const struct relay_queue_envelope *env,
-                   const char **error_r)
+                   const struct relay_queue_envelope *env, const char **error_r)
 {
 	char hex[65];
 	uint64_t size;
@@ -162,6 +161,22 @@ fail:
 	return -1;
 }
 
+/* A removal that ran between our read of the envelope and our look at
+ * the content (mailctl listing while delivery removes) is no corruption:
+ * the envelope is gone too. */
+static bool
+removed_since(struct relay_queue *q, const char *id)
+{
+	char name[RELAY_QUEUE_NAME_SIZE];
+	struct stat st;
+
+	relay_queue_file_name(name, id, RELAY_QUEUE_NAME_ENV);
+	if (fstatat(q->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    errno != ENOENT)
+		return false;
+	return true;
+}
+
 /* Load and check one message: envelope valid, named for its id, content
  * present with the envelope's size. -1 sets *corrupt_r as above. */
 static int
@@ -187,7 +202,7 @@ env_read(struct relay_queue *q, const char *id,
 	}
 	relay_queue_file_name(name, id, RELAY_QUEUE_NAME_MSG);
 	if (fstatat(q->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		*corrupt_r = errno == ENOENT;
+		*corrupt_r = errno == ENOENT && !removed_since(q, id);
 		*error_r = mc_errorf("content: %s", strerror(errno));
 		goto fail;
 	}
@@ -215,18 +230,20 @@ relay_queue_load(struct relay_queue *q, const char *id,
                  struct relay_queue_envelope **env_r, const char **error_r)
 {
 	bool corrupt;
+	int saved;
 
 	if (!relay_queue_id_valid(id)) {
 		*error_r = "invalid queue id";
 		errno = EINVAL;
 		return -1;
 	}
+
 	if (env_read(q, id, env_r, &corrupt, error_r) == 0)
 		return 0;
-	*error_r = errno == ENOENT && !corrupt
-	                   ? mc_errorf("no such message %s", id)
-	                   : mc_errorf("%s: %s", id, *error_r);
-	errno = corrupt ? EINVAL : errno;
+	saved = corrupt ? EINVAL : errno;
+	*error_r = saved == ENOENT ? mc_errorf("no such message %s", id)
+	                           : mc_errorf("%s: %s", id, *error_r);
+	errno = saved;
 	return -1;
 }
 
@@ -243,7 +260,9 @@ move_corrupt(struct relay_queue *q, const char *id, const char *reason)
 	         "reason=\"%s\"",
 	         id, q->dir, reason);
 	for (i = 0; i < 2; i++) {
-		relay_queue_file_name(name, id, i == 0 ? RELAY_QUEUE_NAME_ENV : RELAY_QUEUE_NAME_MSG);
+		relay_queue_file_name(name, id,
+		                      i == 0 ? RELAY_QUEUE_NAME_ENV
+		                             : RELAY_QUEUE_NAME_MSG);
 		if (renameat(q->queue_fd, name, q->corrupt_fd, name) < 0 &&
 		    errno != ENOENT)
 			mc_error("queue cannot move path=%s/queue/%s "
@@ -303,12 +322,14 @@ walk(struct relay_queue *q, bool repair,
 	char **names, id[RELAY_QUEUE_ID_SIZE];
 	size_t n, i;
 
-	if (relay_queue_list_dir(q, q->queue_fd, "queue", &names, &n, error_r) < 0)
+	if (relay_queue_list_dir(q, q->queue_fd, "queue", &names, &n, error_r) <
+	    0)
 		return -1;
 	/* Names sort as ids do (fixed length), so messages come oldest
 	 * first. */
 	for (i = 0; i < n; i++)
-		if (relay_queue_name_parse(names[i], id) == RELAY_QUEUE_NAME_ENV)
+		if (relay_queue_name_parse(names[i], id) ==
+		    RELAY_QUEUE_NAME_ENV)
 			walk_one(q, id, repair, cb, ctx, &stats);
 	relay_queue_names_free(names, n);
 	if (stats_r != NULL)

@@ -39,12 +39,11 @@ enum relay_queue_name relay_queue_name_parse(const char *name,
                                              char id_r[RELAY_QUEUE_ID_SIZE]);
 /* The entries of directory fd (named what in errors), sorted; free them
  * with relay_queue_names_free. */
-int relay_queue_list_dir(const struct relay_queue *q, int fd,
-                         const char *what, char ***names_r, size_t *n_r,
-                         const char **error_r);
+int relay_queue_list_dir(const struct relay_queue *q, int fd, const char *what,
+                         char ***names_r, size_t *n_r, const char **error_r);
 void relay_queue_names_free(char **names, size_t n);
 /* fsync directory fd (named what in errors). */
-int relay_queue_fsync_dir(const struct relay_queue *q, int fd,
-                          const char *what, const char **error_r);
+int relay_queue_fsync_dir(const struct relay_queue *q, int fd, const char *what,
+                          const char **error_r);
 
 #endif

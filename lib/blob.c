@@ -5,6 +5,7 @@
 #include "blob_private.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,8 +192,7 @@ mc_blob_backend_closed(struct mc_blob *store)
 }
 
 void
-mc_blob_close(struct mc_blob **storep, void (*closed_cb)(void *arg),
-              void *arg)
+mc_blob_close(struct mc_blob **storep, void (*closed_cb)(void *arg), void *arg)
 {
 	struct mc_blob *store = storep != NULL ? *storep : NULL;
 
@@ -257,12 +257,14 @@ mc_blob_new(uv_loop_t *loop, const struct mc_blob_config *cfg,
 	store->loop = loop;
 	store->max_concurrent = cfg->max_concurrent ? cfg->max_concurrent
 	                                            : DEFAULT_MAX_CONCURRENT;
-	store->max_queued = cfg->max_queued ? cfg->max_queued
-	                                    : DEFAULT_MAX_QUEUED;
+	store->max_queued =
+	        cfg->max_queued ? cfg->max_queued : DEFAULT_MAX_QUEUED;
 	if (strncmp(url, "file://", 7) == 0) {
 		if (url[7] != '/') {
-			*error_r = mc_errorf("blob: '%s' is not file:///absolute"
-			                     "/path", url);
+			*error_r =
+			        mc_errorf("blob: '%s' is not file:///absolute"
+			                  "/path",
+			                  url);
 			goto fail;
 		}
 		rv = mc_blob_file_init(store, url + 7, error_r);
@@ -270,7 +272,8 @@ mc_blob_new(uv_loop_t *loop, const struct mc_blob_config *cfg,
 		rv = parse_s3_url(store, url + 5, &cfg->s3, error_r);
 	} else {
 		*error_r = mc_errorf("blob: unsupported store URL '%s' (use "
-		                     "file:///path or s3://bucket)", url);
+		                     "file:///path or s3://bucket)",
+		                     url);
 		goto fail;
 	}
 	if (rv < 0)
@@ -288,8 +291,8 @@ fail:
 /* ---- requests ---- */
 
 static struct mc_blob_req *
-new_req(struct mc_blob *store, enum mc_blob_op op, const char *key,
-        void *arg, const char **error_r)
+new_req(struct mc_blob *store, enum mc_blob_op op, const char *key, void *arg,
+        const char **error_r)
 {
 	struct mc_blob_req *req;
 
@@ -304,7 +307,8 @@ new_req(struct mc_blob *store, enum mc_blob_op op, const char *key,
 	if (store->active >= store->max_concurrent &&
 	    store->queued >= store->max_queued) {
 		*error_r = mc_errorf("blob store busy: %u requests running and "
-		                     "%u queued", store->active, store->queued);
+		                     "%u queued",
+		                     store->active, store->queued);
 		return NULL;
 	}
 	req = mc_malloc(sizeof(*req));
@@ -357,12 +361,13 @@ int
 mc_blob_get(struct mc_blob *store, const char *key, size_t max_size,
             mc_blob_get_cb *cb, void *arg, const char **error_r)
 {
-	struct mc_blob_req *req = new_req(store, MC_BLOB_OP_GET, key, arg,
-	                                  error_r);
+	struct mc_blob_req *req =
+	        new_req(store, MC_BLOB_OP_GET, key, arg, error_r);
 
 	if (req == NULL)
 		return -1;
-	req->max_size = max_size;
+	/* Buffers are max_size + 1 bytes (the NUL): keep that computable. */
+	req->max_size = max_size < SIZE_MAX / 2 ? max_size : SIZE_MAX / 2;
 	req->cb.get = cb;
 	submit(req);
 	return 0;
@@ -372,8 +377,8 @@ int
 mc_blob_head(struct mc_blob *store, const char *key, mc_blob_head_cb *cb,
              void *arg, const char **error_r)
 {
-	struct mc_blob_req *req = new_req(store, MC_BLOB_OP_HEAD, key, arg,
-	                                  error_r);
+	struct mc_blob_req *req =
+	        new_req(store, MC_BLOB_OP_HEAD, key, arg, error_r);
 
 	if (req == NULL)
 		return -1;
@@ -386,8 +391,8 @@ int
 mc_blob_delete(struct mc_blob *store, const char *key, mc_blob_done_cb *cb,
                void *arg, const char **error_r)
 {
-	struct mc_blob_req *req = new_req(store, MC_BLOB_OP_DELETE, key, arg,
-	                                  error_r);
+	struct mc_blob_req *req =
+	        new_req(store, MC_BLOB_OP_DELETE, key, arg, error_r);
 
 	if (req == NULL)
 		return -1;

@@ -57,7 +57,7 @@ struct mc_blob_s3_config {
 	/* false: path style, endpoint/bucket/key (MinIO, Garage, s3rver);
 	 * true: virtual-host style, bucket.endpoint-host/key (AWS). */
 	bool virtual_host;
-	const char *ca_file; /* NULL: the system's CA store */
+	const char *ca_file;         /* NULL: the system's CA store */
 	uint32_t connect_timeout_ms; /* 0: 10 s */
 	/* Whole-request deadline per attempt; 0: 120 s. A transfer slower
 	 * than 1 KiB/s for 30 s is also abandoned (and retried). */
@@ -111,8 +111,8 @@ int mc_blob_head(struct mc_blob *store, const char *key, mc_blob_head_cb *cb,
                  void *arg, const char **error_r);
 
 /* Remove the blob; removing a missing blob succeeds. */
-int mc_blob_delete(struct mc_blob *store, const char *key,
-                   mc_blob_done_cb *cb, void *arg, const char **error_r);
+int mc_blob_delete(struct mc_blob *store, const char *key, mc_blob_done_cb *cb,
+                   void *arg, const char **error_r);
 
 /* Asynchronous teardown. New requests are refused at once; queued ones
  * and S3 transfers in flight complete with MC_BLOB_ERROR ("blob store
@@ -133,9 +133,9 @@ void mc_blob_key_of(const void *data, size_t len,
 
 /* Counters for tests and metrics. */
 struct mc_blob_stats {
-	unsigned active;   /* requests running now */
-	unsigned queued;   /* requests waiting for a slot */
-	uint64_t retries;  /* S3 attempts repeated after a retryable failure */
+	unsigned active;  /* requests running now */
+	unsigned queued;  /* requests waiting for a slot */
+	uint64_t retries; /* S3 attempts repeated after a retryable failure */
 	unsigned peak_active;
 };
 void mc_blob_stats(const struct mc_blob *store, struct mc_blob_stats *st);

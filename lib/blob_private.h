@@ -77,7 +77,7 @@ struct mc_blob {
  * Safe on any thread: it only writes into req. */
 void mc_blob_req_set(struct mc_blob_req *req, enum mc_blob_status status,
                      const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Hand a finished request back (loop thread only); its outcome must be
  * recorded already. */
@@ -93,8 +93,25 @@ int mc_blob_s3_init(struct mc_blob *store, const char *bucket,
                     const char *prefix, const struct mc_blob_s3_config *cfg,
                     const char **error_r);
 
+/* Validated settings of the s3:// backend (blob_s3_config.c). Strings
+ * are owned copies; fini wipes the secret key. */
+struct mc_blob_s3_settings {
+	char *scheme, *authority; /* "http", "127.0.0.1:9000" */
+	char *bucket, *prefix, *region, *access_key_id, *secret_key, *ca_file;
+	bool virtual_host;
+	uint32_t connect_timeout_ms, request_timeout_ms, retry_base_ms;
+	unsigned max_retries;
+};
+
+/* Fill set from the URL's bucket and prefix and cfg, defaults applied.
+ * On error *error_r says why; call fini in both cases. */
+int mc_blob_s3_settings_init(struct mc_blob_s3_settings *set,
+                             const char *bucket, const char *prefix,
+                             const struct mc_blob_s3_config *cfg,
+                             const char **error_r);
+void mc_blob_s3_settings_fini(struct mc_blob_s3_settings *set);
+
 /* Does data hash to key? (used by both backends off the loop) */
-bool mc_blob_content_matches(const char *key, const uint8_t *data,
-                             size_t len);
+bool mc_blob_content_matches(const char *key, const uint8_t *data, size_t len);
 
 #endif

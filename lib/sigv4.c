@@ -271,7 +271,8 @@ canonical_headers(const struct mc_sigv4_request *req, const char *date,
 			free(v.p);
 			if (!have_date) {
 				*error_r = mc_errorf("sigv4: x-amz-date is not "
-				                     "the signing time %s", date);
+				                     "the signing time %s",
+				                     date);
 				goto fail;
 			}
 		}
@@ -383,8 +384,8 @@ check_request(const struct mc_sigv4_request *req,
 /* The hex signature of sts under the key derived from secret for scope
  * (day, region, service). Every intermediate key is wiped. */
 static void
-sign_string(const struct mc_sigv4_key *key, const char *day,
-            const char *sts, char out[MC_SIGV4_HEX_LEN + 1])
+sign_string(const struct mc_sigv4_key *key, const char *day, const char *sts,
+            char out[MC_SIGV4_HEX_LEN + 1])
 {
 	size_t secret_len = strlen(key->secret_key);
 	char *k_secret = mc_malloc(secret_len + 5);
@@ -450,9 +451,9 @@ mc_sigv4_sign(const struct mc_sigv4_request *req,
 
 	sign_string(key, day, sts.p, sig_r->signature);
 	sig_r->authorization = mc_asprintf(
-		"AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
-		"Signature=%s",
-		key->access_key_id, scope, signed_hdrs.p, sig_r->signature);
+	        "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
+	        "Signature=%s",
+	        key->access_key_id, scope, signed_hdrs.p, sig_r->signature);
 	sig_r->canonical_request = sb_take(&creq);
 	sig_r->string_to_sign = sb_take(&sts);
 	sig_r->signed_headers = sb_take(&signed_hdrs);

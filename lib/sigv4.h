@@ -28,7 +28,7 @@
 
 #define MC_SIGV4_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 /* SHA-256 of the empty string, the payload hash of a body-less request. */
-#define MC_SIGV4_EMPTY_SHA256                                                \
+#define MC_SIGV4_EMPTY_SHA256                                                  \
 	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 /* "YYYYMMDDTHHMMSSZ" */
 #define MC_SIGV4_DATE_LEN 16
@@ -46,8 +46,8 @@ struct mc_sigv4_pair {
 
 /* One request to sign; every pointer is borrowed for the call. */
 struct mc_sigv4_request {
-	const char *method;      /* "GET", "PUT"... as sent */
-	const char *path;        /* raw absolute path, "/" when empty */
+	const char *method; /* "GET", "PUT"... as sent */
+	const char *path;   /* raw absolute path, "/" when empty */
 	const struct mc_sigv4_pair *query;
 	size_t query_count;
 	const struct mc_sigv4_pair *headers; /* all headers to sign */
@@ -71,7 +71,7 @@ struct mc_sigv4_signature {
 	char *string_to_sign;
 	char *signed_headers; /* "host;x-amz-date" */
 	char signature[MC_SIGV4_HEX_LEN + 1];
-	char *authorization;  /* the Authorization header value */
+	char *authorization; /* the Authorization header value */
 };
 
 /* Sign req with key at time when (UTC seconds). The request must carry an

@@ -42,23 +42,23 @@
 #define SUITE_TIME ((time_t)1440938160) /* 20150830T123600Z */
 #define S3_TIME ((time_t)1369353600)    /* 20130524T000000Z */
 #define EMPTY MC_SIGV4_EMPTY_SHA256
-#define FORM_HASH                                                            \
+#define FORM_HASH                                                              \
 	"9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"
-#define PUT_HASH                                                             \
+#define PUT_HASH                                                               \
 	"44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"
 
 static const struct mc_sigv4_key suite_key = {
-	.access_key_id = "AKIDEXAMPLE",
-	.secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-	.region = "us-east-1",
-	.service = "service",
+        .access_key_id = "AKIDEXAMPLE",
+        .secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        .region = "us-east-1",
+        .service = "service",
 };
 
 static const struct mc_sigv4_key s3_key = {
-	.access_key_id = "AKIAIOSFODNN7EXAMPLE",
-	.secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-	.region = "us-east-1",
-	.service = "s3",
+        .access_key_id = "AKIAIOSFODNN7EXAMPLE",
+        .secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        .region = "us-east-1",
+        .service = "s3",
 };
 
 struct vector {
@@ -77,6 +77,8 @@ struct vector {
 	const char *signature;
 };
 
+/* The vector table keeps one vector per paragraph. */
+/* clang-format off */
 #define SUITE_HOST {"Host", "example.amazonaws.com"}
 #define SUITE_DATE {"X-Amz-Date", "20150830T123600Z"}
 #define SUITE_HDRS(...) {SUITE_HOST, __VA_ARGS__ SUITE_DATE}
@@ -281,18 +283,19 @@ static const struct vector vectors[] = {
 	 "host;x-amz-content-sha256;x-amz-date",
 	 "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"},
 };
+/* clang-format on */
 
 static void
 run_vector(const struct vector *v)
 {
 	struct mc_sigv4_request req = {
-		.method = v->method,
-		.path = v->path,
-		.query = v->query,
-		.query_count = v->query_count,
-		.headers = v->headers,
-		.header_count = v->header_count,
-		.payload_hash = v->payload_hash,
+	        .method = v->method,
+	        .path = v->path,
+	        .query = v->query,
+	        .query_count = v->query_count,
+	        .headers = v->headers,
+	        .header_count = v->header_count,
+	        .payload_hash = v->payload_hash,
 	};
 	struct mc_sigv4_signature sig;
 	const char *error = NULL;
@@ -333,11 +336,11 @@ expect_refused(const char *what, const char *method, const char *path,
                time_t when)
 {
 	struct mc_sigv4_request req = {
-		.method = method,
-		.path = path,
-		.headers = headers,
-		.header_count = header_count,
-		.payload_hash = payload_hash,
+	        .method = method,
+	        .path = path,
+	        .headers = headers,
+	        .header_count = header_count,
+	        .payload_hash = payload_hash,
 	};
 	struct mc_sigv4_signature sig;
 	const char *error = NULL;
@@ -357,11 +360,11 @@ test_refusals(void)
 	const struct mc_sigv4_pair good[] = {SUITE_HOST, SUITE_DATE};
 	const struct mc_sigv4_pair no_date[] = {SUITE_HOST};
 	const struct mc_sigv4_pair crlf[] = {
-		SUITE_HOST, SUITE_DATE, {"X-Evil", "a\r\nInjected: 1"}};
+	        SUITE_HOST, SUITE_DATE, {"X-Evil", "a\r\nInjected: 1"}};
 	const struct mc_sigv4_pair bad_name[] = {
-		SUITE_HOST, SUITE_DATE, {"Bad Name", "v"}};
+	        SUITE_HOST, SUITE_DATE, {"Bad Name", "v"}};
 	const struct mc_sigv4_pair colon_name[] = {
-		SUITE_HOST, SUITE_DATE, {"a:b", "v"}};
+	        SUITE_HOST, SUITE_DATE, {"a:b", "v"}};
 	struct mc_sigv4_key slash_key = suite_key;
 	struct mc_sigv4_key space_region = suite_key;
 	struct mc_sigv4_pair many[MC_SIGV4_MAX_HEADERS + 1];
@@ -373,33 +376,33 @@ test_refusals(void)
 
 	expect_refused("no x-amz-date", "GET", "/", no_date, 1, EMPTY,
 	               &suite_key, SUITE_TIME);
-	expect_refused("x-amz-date of another time", "GET", "/", good, 2,
-	               EMPTY, &suite_key, SUITE_TIME + 1);
+	expect_refused("x-amz-date of another time", "GET", "/", good, 2, EMPTY,
+	               &suite_key, SUITE_TIME + 1);
 	expect_refused("CR LF in a value", "GET", "/", crlf, 3, EMPTY,
 	               &suite_key, SUITE_TIME);
 	expect_refused("space in a name", "GET", "/", bad_name, 3, EMPTY,
 	               &suite_key, SUITE_TIME);
 	expect_refused("colon in a name", "GET", "/", colon_name, 3, EMPTY,
 	               &suite_key, SUITE_TIME);
-	expect_refused("upper-case payload hash", "GET", "/", good, 2,
-	               "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B"
-	               "7852B855",
-	               &suite_key, SUITE_TIME);
+	expect_refused(
+	        "upper-case payload hash", "GET", "/", good, 2,
+	        "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B"
+	        "7852B855",
+	        &suite_key, SUITE_TIME);
 	expect_refused("short payload hash", "GET", "/", good, 2, "e3b0",
 	               &suite_key, SUITE_TIME);
 	expect_refused("NULL payload hash", "GET", "/", good, 2, NULL,
 	               &suite_key, SUITE_TIME);
-	expect_refused("relative path", "GET", "x", good, 2, EMPTY,
-	               &suite_key, SUITE_TIME);
+	expect_refused("relative path", "GET", "x", good, 2, EMPTY, &suite_key,
+	               SUITE_TIME);
 	expect_refused("method with a space", "GE T", "/", good, 2, EMPTY,
 	               &suite_key, SUITE_TIME);
-	expect_refused("slash in the access key id", "GET", "/", good, 2,
-	               EMPTY, &slash_key, SUITE_TIME);
+	expect_refused("slash in the access key id", "GET", "/", good, 2, EMPTY,
+	               &slash_key, SUITE_TIME);
 	expect_refused("spaces in the region", "GET", "/", good, 2, EMPTY,
 	               &space_region, SUITE_TIME);
 	expect_refused("too many headers", "GET", "/", many,
-	               MC_SIGV4_MAX_HEADERS + 1, EMPTY, &suite_key,
-	               SUITE_TIME);
+	               MC_SIGV4_MAX_HEADERS + 1, EMPTY, &suite_key, SUITE_TIME);
 }
 
 static void

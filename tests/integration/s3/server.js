@@ -7,19 +7,28 @@
 // the test that started it. Credentials are s3rver's defaults:
 // access key id S3RVER, secret S3RVER.
 //
-// usage: node server.js DATA_DIR SERVICE_ENDPOINT BUCKET...
+// usage: node server.js [--allow-mismatched-signatures] DATA_DIR
+//                       SERVICE_ENDPOINT BUCKET...
 //   SERVICE_ENDPOINT: the domain under which <bucket>.s3.<domain> is served
 //   virtual-host style, e.g. "localhost" (curl resolves *.localhost to
 //   loopback itself, so no DNS or /etc/hosts entry is needed).
+//   --allow-mismatched-signatures: accept any well-formed signature. The
+//   fork computes the canonical URI of a virtual-host request as
+//   /bucket/key (S3 signs /key), so correct virtual-host signatures only
+//   pass on a server started with this flag; path style is checked fully.
 'use strict';
 
 const path = require('path');
 const S3rver = require(path.join(__dirname, 'node_modules', '@20minutes', 's3rver'));
 
 async function main() {
-  const [dir, serviceEndpoint, ...buckets] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const lenient = args[0] === '--allow-mismatched-signatures';
+  if (lenient) args.shift();
+  const [dir, serviceEndpoint, ...buckets] = args;
   if (!dir || !serviceEndpoint || buckets.length === 0) {
-    console.error('usage: node server.js DATA_DIR SERVICE_ENDPOINT BUCKET...');
+    console.error('usage: node server.js [--allow-mismatched-signatures] ' +
+      'DATA_DIR SERVICE_ENDPOINT BUCKET...');
     process.exit(2);
   }
   const server = new S3rver({
@@ -29,7 +38,7 @@ async function main() {
     directory: dir,
     serviceEndpoint,
     vhostBuckets: true,
-    allowMismatchedSignatures: false,
+    allowMismatchedSignatures: lenient,
     configureBuckets: buckets.map((name) => ({ name, configs: [] })),
   });
   const { port } = await server.run();

@@ -30,11 +30,11 @@
 
 /* Mozilla "intermediate" for TLS 1.2 (forward secrecy, AEAD only). TLS 1.3
  * suites are OpenSSL's defaults, all of which are fine. */
-#define TLS12_CIPHERS                                                        \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"         \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"         \
-	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"               \
+#define TLS12_CIPHERS                                                          \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"           \
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"                 \
 	"DHE-RSA-CHACHA20-POLY1305"
 
 struct mc_tls_ctx {
@@ -122,7 +122,8 @@ pem_open(const char *file, const char *pem, const char *what, BIO **bio_r,
 	*buf_len_r = 0;
 	if (file != NULL && pem != NULL) {
 		*error_r = mc_errorf("%s: set the file or the PEM text, not "
-		                     "both", what);
+		                     "both",
+		                     what);
 		return -1;
 	}
 	if (file != NULL) {
@@ -244,10 +245,10 @@ load_material(SSL_CTX *sctx, enum mc_tls_role role,
 
 	if (pem_open(set->cert_file, set->cert_pem, "certificate", &cert,
 	             &cert_buf, &cert_len, &cert_name, error_r) < 0 ||
-	    pem_open(set->key_file, set->key_pem, "private key", &key,
-	             &key_buf, &key_len, &key_name, error_r) < 0 ||
-	    pem_open(set->ca_file, set->ca_pem, "CA certificates", &ca,
-	             &ca_buf, &ca_len, &ca_name, error_r) < 0)
+	    pem_open(set->key_file, set->key_pem, "private key", &key, &key_buf,
+	             &key_len, &key_name, error_r) < 0 ||
+	    pem_open(set->ca_file, set->ca_pem, "CA certificates", &ca, &ca_buf,
+	             &ca_len, &ca_name, error_r) < 0)
 		goto out;
 	if ((cert == NULL) != (key == NULL)) {
 		*error_r = "a certificate needs its private key and vice versa";
@@ -261,8 +262,8 @@ load_material(SSL_CTX *sctx, enum mc_tls_role role,
 	                     load_key(sctx, key, key_name, error_r) < 0))
 		goto out;
 	if (ca != NULL) {
-		if (load_ca(sctx, ca, role == MC_TLS_SERVER, ca_name,
-		            error_r) < 0)
+		if (load_ca(sctx, ca, role == MC_TLS_SERVER, ca_name, error_r) <
+		    0)
 			goto out;
 	} else if (role == MC_TLS_CLIENT &&
 	           SSL_CTX_set_default_verify_paths(sctx) != 1) {
@@ -281,25 +282,27 @@ out:
 /* --- Contexts ----------------------------------------------------------- */
 
 static void
-set_policy(SSL_CTX *sctx, enum mc_tls_role role, const struct mc_tls_settings *set)
+set_policy(SSL_CTX *sctx, enum mc_tls_role role,
+           const struct mc_tls_settings *set)
 {
 	bool has_ca = set->ca_file != NULL || set->ca_pem != NULL;
 	static const unsigned char sid_ctx[] = "mail-cluster";
 
 	SSL_CTX_set_min_proto_version(sctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(sctx, SSL_OP_NO_COMPRESSION |
-	                                  SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_options(sctx,
+	                    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* Idle sessions (IMAP) then hold no 34 KiB of record buffers. */
 	SSL_CTX_set_mode(sctx, SSL_MODE_RELEASE_BUFFERS);
 	if (role == MC_TLS_SERVER) {
 		SSL_CTX_set_dh_auto(sctx, 1);
 		SSL_CTX_set_session_id_context(sctx, sid_ctx,
 		                               sizeof(sid_ctx) - 1);
-		SSL_CTX_set_verify(sctx,
-		                   has_ca ? SSL_VERIFY_PEER |
-		                                    SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-		                          : SSL_VERIFY_NONE,
-		                   NULL);
+		SSL_CTX_set_verify(
+		        sctx,
+		        has_ca ? SSL_VERIFY_PEER |
+		                         SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+		               : SSL_VERIFY_NONE,
+		        NULL);
 	} else {
 		/* With SSL_VERIFY_NONE OpenSSL still verifies the chain and
 		 * the name and records the result: that is what
@@ -404,8 +407,8 @@ set_peer_name(SSL *ssl, const char *name, const char **error_r)
 }
 
 int
-mc_tls_new(struct mc_tls_ctx *ctx, const char *peer_name,
-           struct mc_tls **tls_r, const char **error_r)
+mc_tls_new(struct mc_tls_ctx *ctx, const char *peer_name, struct mc_tls **tls_r,
+           const char **error_r)
 {
 	struct mc_tls *tls = NULL;
 	SSL *ssl;
@@ -613,7 +616,7 @@ mc_tls_write(struct mc_tls *tls, const void *data, size_t len,
 	const char *p = data;
 
 	if (!tls->done || tls->failed || tls->shutdown_sent) {
-		*error_r = !tls->done     ? "TLS: handshake not complete"
+		*error_r = !tls->done    ? "TLS: handshake not complete"
 		           : tls->failed ? "TLS: session failed earlier"
 		                         : "TLS: session shut down";
 		return -1;
@@ -746,8 +749,8 @@ self_signed_cert(EVP_PKEY *key, const char *name, unsigned days)
 	X509 *x = X509_new();
 	X509_NAME *subject;
 	BIGNUM *serial = BN_new();
-	char *san = mc_asprintf("%s:%s", is_ip_literal(name) ? "IP" : "DNS",
-	                        name);
+	char *san =
+	        mc_asprintf("%s:%s", is_ip_literal(name) ? "IP" : "DNS", name);
 	bool ok;
 
 	ok = x != NULL && serial != NULL && X509_set_version(x, 2) == 1 &&
@@ -808,8 +811,8 @@ mc_tls_self_signed(const char *name, unsigned days, char **cert_pem_r,
 	key_mem = BIO_new(BIO_s_secmem());
 	if (cert_mem == NULL || key_mem == NULL ||
 	    PEM_write_bio_X509(cert_mem, x) != 1 ||
-	    PEM_write_bio_PrivateKey(key_mem, key, NULL, NULL, 0, NULL,
-	                             NULL) != 1) {
+	    PEM_write_bio_PrivateKey(key_mem, key, NULL, NULL, 0, NULL, NULL) !=
+	            1) {
 		*error_r = ssl_error_text("self-signed certificate");
 		goto out;
 	}

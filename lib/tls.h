@@ -108,9 +108,8 @@ enum mc_tls_read_result {
 };
 /* Decrypt into buf (size > 0). Completes the handshake first if needed.
  * After MC_TLS_READ_DATA call again: more plaintext may be buffered. */
-enum mc_tls_read_result mc_tls_read(struct mc_tls *tls, void *buf,
-                                    size_t size, size_t *len_r,
-                                    const char **error_r);
+enum mc_tls_read_result mc_tls_read(struct mc_tls *tls, void *buf, size_t size,
+                                    size_t *len_r, const char **error_r);
 /* Encrypt all of data; the records are then in the pending output.
  * -1 before the handshake completed, after a failure or a shutdown. */
 int mc_tls_write(struct mc_tls *tls, const void *data, size_t len,

@@ -17,9 +17,9 @@
 
 #define HOST "mail.example.test"
 
-static char *srv_cert, *srv_key;   /* for HOST */
-static char *cli_cert, *cli_key;   /* client identity for mutual TLS */
-static char *ip_cert, *ip_key;     /* for 127.0.0.1 */
+static char *srv_cert, *srv_key; /* for HOST */
+static char *cli_cert, *cli_key; /* client identity for mutual TLS */
+static char *ip_cert, *ip_key;   /* for 127.0.0.1 */
 
 static struct mc_tls_ctx *
 ctx_new(enum mc_tls_role role, const struct mc_tls_settings *set)
@@ -88,8 +88,8 @@ move(struct mc_tls *from, struct mc_tls *to, size_t max)
 /* Run both handshakes to completion or failure, moving step bytes at a
  * time (0: everything at once). *rc_r and *rs_r get the last results. */
 static void
-handshake(struct mc_tls *c, struct mc_tls *s, size_t step, int *rc_r,
-          int *rs_r, const char **cerr, const char **serr)
+handshake(struct mc_tls *c, struct mc_tls *s, size_t step, int *rc_r, int *rs_r,
+          const char **cerr, const char **serr)
 {
 	int rc = 0, rs = 0;
 
@@ -201,7 +201,8 @@ test_verified_handshake(void)
 	CHECK(mc_tls_handshake_done(c) && mc_tls_handshake_done(s));
 	CHECK_STR(mc_tls_version(c), "TLSv1.3");
 	CHECK_STR(mc_tls_version(s), "TLSv1.3");
-	CHECK(mc_tls_cipher(s) != NULL && strncmp(mc_tls_cipher(s), "TLS_", 4) == 0);
+	CHECK(mc_tls_cipher(s) != NULL &&
+	      strncmp(mc_tls_cipher(s), "TLS_", 4) == 0);
 	CHECK(mc_tls_cipher_bits(s) >= 128);
 	CHECK(mc_tls_peer_verified(c, &reason) && reason == NULL);
 	CHECK_STR(mc_tls_peer_subject(c), "CN=" HOST);
@@ -283,8 +284,8 @@ test_big_transfer(void)
 		while ((r = mc_tls_read(s, in, sizeof(in), &n, &serr)) ==
 		       MC_TLS_READ_DATA) {
 			for (size_t i = 0; i < n; i++)
-				same &= in[i] == (unsigned char)((got + i) *
-				                                 7 % 251);
+				same &= in[i] ==
+				        (unsigned char)((got + i) * 7 % 251);
 			got += n;
 		}
 		CHECK(r == MC_TLS_READ_MORE);
@@ -337,7 +338,8 @@ static void
 test_opportunistic(void)
 {
 	struct mc_tls_settings set = {.opportunistic = true}; /* system CAs */
-	struct mc_tls_ctx *sctx = server_ctx(), *cctx = ctx_new(MC_TLS_CLIENT, &set);
+	struct mc_tls_ctx *sctx = server_ctx(),
+	                  *cctx = ctx_new(MC_TLS_CLIENT, &set);
 	struct mc_tls_ctx *trusting = client_ctx(true);
 	struct mc_tls *s, *c;
 	const char *cerr, *serr, *reason;
@@ -530,7 +532,8 @@ test_close_notify(void)
 	n = drain(s, buf, sizeof(buf), &r);
 	CHECK(n == 6 && memcmp(buf, "QUIT\r\n", 6) == 0);
 	CHECK(r == MC_TLS_READ_CLOSED);
-	CHECK(mc_tls_read(s, buf, sizeof(buf), &n, &serr) == MC_TLS_READ_CLOSED);
+	CHECK(mc_tls_read(s, buf, sizeof(buf), &n, &serr) ==
+	      MC_TLS_READ_CLOSED);
 	/* Half-closed: the server still answers, then closes its side. */
 	CHECK(mc_tls_write(s, "221 bye\r\n", 9, &serr) == 0);
 	CHECK(mc_tls_shutdown(s, &serr) == 0);

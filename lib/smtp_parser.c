@@ -15,12 +15,14 @@
 
 #include "mem.h"
 
+/* clang-format off */
 static const struct mc_smtp_reply reply_too_long = {
 	500, "5.5.6", "Line too long",
 };
 static const struct mc_smtp_reply reply_nul = {
 	500, "5.5.2", "NUL byte in command",
 };
+/* clang-format on */
 
 void
 mc_smtp_limits_default(struct mc_smtp_limits *limits)
@@ -52,8 +54,7 @@ lines_apply(struct mc_smtp_lines *r, const struct mc_smtp_limits *limits)
 }
 
 void
-mc_smtp_lines_init(struct mc_smtp_lines *r,
-                   const struct mc_smtp_limits *limits)
+mc_smtp_lines_init(struct mc_smtp_lines *r, const struct mc_smtp_limits *limits)
 {
 	memset(r, 0, sizeof(*r));
 	lines_apply(r, limits);

@@ -100,11 +100,11 @@ void mc_smtp_lines_fini(struct mc_smtp_lines *r);
 void mc_smtp_lines_limits(struct mc_smtp_lines *r,
                           const struct mc_smtp_limits *limits);
 
-/* Free space to read into, compacting first. *len_r is 0 only while the
- * buffer is full of complete, unconsumed lines: the server then stops
- * reading until it has taken lines with mc_smtp_lines_next (that is the
- * back-pressure on pipelining clients). After mc_smtp_lines_next returns
- * 0 there is always space. */
+/* Free space to read into, compacting first. *len_r is 0 when the buffer
+ * is full (of pipelined lines the server has not taken yet): the server
+ * stops reading until it has called mc_smtp_lines_next, which is the
+ * back-pressure on pipelining clients. Once mc_smtp_lines_next has
+ * returned 0 there is always space. */
 void *mc_smtp_lines_space(struct mc_smtp_lines *r, size_t *len_r);
 /* Account for n bytes written into the space; n <= the space's length. */
 void mc_smtp_lines_commit(struct mc_smtp_lines *r, size_t n);
@@ -138,8 +138,8 @@ size_t mc_smtp_lines_pending(const struct mc_smtp_lines *r);
 void mc_smtp_lines_discard(struct mc_smtp_lines *r);
 /* Raw access to the pending bytes, to hand them to mc_smtp_data (or any
  * other consumer). Use at a line boundary: right after next() returned 1
- * (or -1), or after discard(). The pointer is valid until the next call
- * on the reader; skip(n) consumes n <= *len_r of them. */
+ * (the DATA line) or after discard(). The pointer is valid until the next
+ * call on the reader; skip(n) consumes n <= *len_r of them. */
 const void *mc_smtp_lines_peek(const struct mc_smtp_lines *r, size_t *len_r);
 void mc_smtp_lines_skip(struct mc_smtp_lines *r, size_t n);
 
@@ -160,11 +160,11 @@ struct mc_smtp_data {
 	mc_smtp_data_sink *sink;
 	void *ctx;
 	/* results */
-	uint64_t size;  /* content octets, counted on past the limit */
+	uint64_t size;    /* content octets, counted on past the limit */
 	uint64_t bare_lf; /* bare LFs normalised to CRLF */
-	bool too_big;   /* size > max_message: answer 552 5.3.4 at the end */
-	bool eightbit;  /* a byte >= 0x80 was seen */
-	bool nul;       /* a NUL byte was seen (passed through) */
+	bool too_big;     /* size > max_message: answer 552 5.3.4 at the end */
+	bool eightbit;    /* a byte >= 0x80 was seen */
+	bool nul;         /* a NUL byte was seen (passed through) */
 };
 
 void mc_smtp_data_init(struct mc_smtp_data *d,
@@ -182,9 +182,11 @@ void mc_smtp_data_init(struct mc_smtp_data *d,
  * it strictly (SMTP smuggling). A bare LF is written as CRLF, like
  * Postfix's smtpd_forbid_bare_newline=normalize. A line starting with "."
  * loses that dot ("..x" -> ".x"; a lone "." that is not the end becomes
- * an empty line). Past max_message nothing more reaches the sink and
- * too_big is set, but parsing continues to the real end. Bare CR is
- * content. Never fails; once it returned 1, further calls consume 0. */
+ * an empty line). Past max_message nothing more reaches the sink (what
+ * it got is a truncated prefix, to be thrown away) and too_big is set,
+ * but parsing continues to the real end. Bare CR is content. Never
+ * fails; once it returned 1, further calls consume 0. The server bounds
+ * the time a client may take (a deadline), not the bytes it sends. */
 int mc_smtp_data_parse(struct mc_smtp_data *d, const void *in, size_t len,
                        size_t *consumed_r);
 
@@ -258,10 +260,10 @@ struct mc_smtp_params {
 	enum mc_smtp_body body;
 	bool smtputf8;
 	enum mc_smtp_ret ret;
-	const char *envid;      /* xtext, <= 100 octets (RFC 3461 4.4) */
+	const char *envid;      /* xtext, <= 100 chars decoded (RFC 3461) */
 	unsigned notify;        /* MC_SMTP_NOTIFY_* */
 	const char *orcpt_type; /* addr-type, e.g. "rfc822" */
-	const char *orcpt;      /* xtext; type + ';' + this <= 500 octets */
+	const char *orcpt;      /* xtext, <= 500 chars decoded (RFC 3461) */
 	const char *auth;       /* RFC 4954: xtext mailbox or "<>" */
 };
 
@@ -272,16 +274,16 @@ struct mc_smtp_cmd {
 	 * optional argument; AUTH: the mechanism (upper-cased in place).
 	 * NULL when absent. Trailing blanks are trimmed. */
 	const char *arg;
-	const char *auth_initial; /* AUTH initial response, or NULL */
-	struct mc_smtp_path path; /* MAIL, RCPT */
+	const char *auth_initial;     /* AUTH initial response, or NULL */
+	struct mc_smtp_path path;     /* MAIL, RCPT */
 	struct mc_smtp_params params; /* MAIL, RCPT */
 	uint64_t bdat_size;
 	bool bdat_last;
 };
 
-/* Parse flags. */
-#define MC_SMTP_PARSE_UTF8 0x1u /* the transaction declared SMTPUTF8: RCPT
-                                   may carry a UTF-8 path */
+/* Parse flag: the transaction declared SMTPUTF8, so RCPT may carry a
+ * UTF-8 path. */
+#define MC_SMTP_PARSE_UTF8 0x1u
 
 /* Parse one command line (NUL-terminated, no line end, as given by
  * mc_smtp_lines_next), in place: NULs are written into line and every

@@ -16,9 +16,10 @@
 #include <string.h>
 #include <strings.h>
 
-#define R(code, enh, text)                                                   \
+#define R(code, enh, text)                                                     \
 	(&(const struct mc_smtp_reply){(code), (enh), (text)})
 
+/* clang-format off */
 static const struct mc_smtp_reply *const r_unknown =
 	R(500, "5.5.1", "Command unrecognized");
 static const struct mc_smtp_reply *const r_control =
@@ -31,6 +32,7 @@ static const struct mc_smtp_reply *const r_param_dup =
 	R(555, "5.5.4", "Duplicate parameter");
 static const struct mc_smtp_reply *const r_param_syntax =
 	R(555, "5.5.4", "Malformed parameter");
+/* clang-format on */
 
 /* ---- character classes -------------------------------------------------- */
 
@@ -73,29 +75,33 @@ static size_t
 utf8_len(const unsigned char *s)
 {
 	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t n;
 
 	if (c >= 0xc2 && c <= 0xdf)
-		return in_range(s[1], 0x80, 0xbf) ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-		return in_range(s[1], lo, hi) && in_range(s[2], 0x80, 0xbf)
-		               ? 3
-		               : 0;
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0; /* continuation byte, C0/C1 overlong, or past F4 */
+	/* The second byte's range rules out the remaining overlongs (E0,
+	 * F0), the surrogates (ED) and code points past U+10FFFF (F4). */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (!in_range(s[1], lo, hi))
+		return 0;
+	for (size_t i = 2; i < n; i++) {
+		if (!in_range(s[i], 0x80, 0xbf))
+			return 0;
 	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-		return in_range(s[1], lo, hi) && in_range(s[2], 0x80, 0xbf) &&
-		               in_range(s[3], 0x80, 0xbf)
-		               ? 4
-		               : 0;
-	}
-	return 0;
+	return n;
 }
 
 /* 1*20 digits into a uint64_t, overflow-checked; the whole string. */
@@ -153,7 +159,8 @@ skip_domain(char *p, bool *utf8)
 		}
 		if (p == label || *label == '-' || p[-1] == '-')
 			return NULL;
-		/* RFC 1035 2.3.4; a U-label's length is its A-label's. */
+		/* RFC 1035 2.3.4: 63 octets. For a U-label the limit is
+		 * on its A-label form, which is not computed here. */
 		if (ascii && p - label > 63)
 			return NULL;
 		if (*p != '.')
@@ -355,15 +362,16 @@ parse_path(char *p, bool rcpt, struct mc_smtp_path *path, char **end_r)
 
 /* xtext (RFC 3461 4): xchar = %d33-42 / %d44-60 / %d62-126 ("+" and "="
  * excluded), hexchar = "+" 2HEXDIG. Lower-case hex is tolerated. With
- * utf8, RFC 6533's unitext also allows UTF-8 characters. */
+ * utf8, RFC 6533's unitext also allows UTF-8 characters. RFC 3461 limits
+ * the value before encoding, so max counts decoded characters. */
 static bool
 xtext_valid(const char *s, size_t max, bool utf8)
 {
-	const char *start = s;
+	size_t chars = 0;
 
 	if (*s == '\0')
 		return false;
-	while (*s != '\0') {
+	for (; *s != '\0'; chars++) {
 		unsigned char c = (unsigned char)*s;
 		size_t n;
 
@@ -380,7 +388,7 @@ xtext_valid(const char *s, size_t max, bool utf8)
 			return false;
 		}
 	}
-	return (size_t)(s - start) <= max;
+	return chars <= max;
 }
 
 static int
@@ -444,7 +452,9 @@ param_envid(struct mc_smtp_params *o, char *v, bool utf8)
 static int
 param_auth(struct mc_smtp_params *o, char *v, bool utf8)
 {
-	if (v == NULL || (strcmp(v, "<>") != 0 && !xtext_valid(v, 500, false)))
+	/* RFC 4954 5: an xtext addr-spec, bounded by the line length. */
+	if (v == NULL ||
+	    (strcmp(v, "<>") != 0 && !xtext_valid(v, SIZE_MAX, false)))
 		return -1;
 	o->auth = v;
 	return 0;
@@ -458,10 +468,10 @@ param_notify(struct mc_smtp_params *o, char *v, bool utf8)
 		const char *name;
 		unsigned bit;
 	} kw[] = {
-		{"NEVER", MC_SMTP_NOTIFY_NEVER},
-		{"SUCCESS", MC_SMTP_NOTIFY_SUCCESS},
-		{"FAILURE", MC_SMTP_NOTIFY_FAILURE},
-		{"DELAY", MC_SMTP_NOTIFY_DELAY},
+	        {"NEVER", MC_SMTP_NOTIFY_NEVER},
+	        {"SUCCESS", MC_SMTP_NOTIFY_SUCCESS},
+	        {"FAILURE", MC_SMTP_NOTIFY_FAILURE},
+	        {"DELAY", MC_SMTP_NOTIFY_DELAY},
 	};
 	unsigned bits = 0;
 
@@ -489,14 +499,14 @@ param_notify(struct mc_smtp_params *o, char *v, bool utf8)
 	return 0;
 }
 
-/* ORCPT=addr-type ";" xtext, addr-type an atom, at most 500 characters in
- * all (RFC 3461 4.2). */
+/* ORCPT=addr-type ";" xtext, addr-type an atom; the address at most 500
+ * characters before encoding (RFC 3461 4.2). */
 static int
 param_orcpt(struct mc_smtp_params *o, char *v, bool utf8)
 {
 	char *semi, *p;
 
-	if (v == NULL || strlen(v) > 500 || (semi = strchr(v, ';')) == NULL)
+	if (v == NULL || (semi = strchr(v, ';')) == NULL)
 		return -1;
 	for (p = v; p < semi; p++) {
 		if (!is_atext((unsigned char)*p))
@@ -517,6 +527,7 @@ struct param_def {
 	const struct mc_smtp_reply *bad;
 };
 
+/* clang-format off */
 static const struct param_def param_defs[] = {
 	{"SIZE", MC_SMTP_MAIL, param_size,
 	 R(555, "5.5.4", "Invalid SIZE parameter")},
@@ -535,6 +546,7 @@ static const struct param_def param_defs[] = {
 	{"ORCPT", MC_SMTP_RCPT, param_orcpt,
 	 R(555, "5.5.4", "Invalid ORCPT parameter")},
 };
+/* clang-format on */
 
 /* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-"). */
 static bool
@@ -581,7 +593,8 @@ parse_param(char *kw, enum mc_smtp_verb verb, bool utf8, unsigned *seen,
 
 	if (value != NULL)
 		*value++ = '\0';
-	if (!keyword_valid(kw) || (value != NULL && !value_valid(value, utf8))) {
+	if (!keyword_valid(kw) ||
+	    (value != NULL && !value_valid(value, utf8))) {
 		*reply_r = r_param_syntax;
 		return -1;
 	}
@@ -633,8 +646,8 @@ parse_params(char *p, enum mc_smtp_verb verb, bool utf8,
 /* ---- verbs -------------------------------------------------------------- */
 
 struct verb_def;
-typedef int verb_parse_fn(struct mc_smtp_cmd *cmd, char *args,
-                          unsigned flags, const struct verb_def *def,
+typedef int verb_parse_fn(struct mc_smtp_cmd *cmd, char *args, unsigned flags,
+                          const struct verb_def *def,
                           const struct mc_smtp_reply **reply_r);
 
 struct verb_def {
@@ -661,16 +674,17 @@ static int
 verb_hello(struct mc_smtp_cmd *cmd, char *args, unsigned flags,
            const struct verb_def *def, const struct mc_smtp_reply **reply_r)
 {
-	for (const char *p = args; p != NULL && *p != '\0'; p++) {
+	if (args == NULL)
+		goto fail;
+	for (const char *p = args; *p != '\0'; p++) {
 		if ((unsigned char)*p >= 0x80)
-			args = NULL;
-	}
-	if (args == NULL) {
-		*reply_r = def->syntax;
-		return -1;
+			goto fail;
 	}
 	cmd->arg = args;
 	return 0;
+fail:
+	*reply_r = def->syntax;
+	return -1;
 }
 
 /* VRFY, EXPN: a string is required; the server answers without looking
@@ -760,6 +774,7 @@ fail:
 	return -1;
 }
 
+/* clang-format off */
 static const struct mc_smtp_reply *const r_mail_bad =
 	R(501, "5.1.7", "Bad sender address syntax");
 static const struct mc_smtp_reply *const r_mail_long =
@@ -768,6 +783,7 @@ static const struct mc_smtp_reply *const r_rcpt_bad =
 	R(501, "5.1.3", "Bad recipient address syntax");
 static const struct mc_smtp_reply *const r_rcpt_long =
 	R(501, "5.1.3", "Recipient path too long");
+/* clang-format on */
 
 /* MAIL FROM:<reverse-path> [params], RCPT TO:<forward-path> [params]. */
 static int
@@ -812,6 +828,7 @@ syntax:
 	return -1;
 }
 
+/* clang-format off */
 static const struct verb_def verb_defs[] = {
 	{"HELO", MC_SMTP_HELO, verb_hello,
 	 R(501, "5.5.2", "Syntax: HELO hostname")},
@@ -842,6 +859,7 @@ static const struct verb_def verb_defs[] = {
 	{"AUTH", MC_SMTP_AUTH, verb_auth,
 	 R(501, "5.5.2", "Syntax: AUTH mechanism [initial-response]")},
 };
+/* clang-format on */
 
 const char *
 mc_smtp_verb_name(enum mc_smtp_verb verb)

@@ -31,6 +31,23 @@ main(int argc, char **argv)
 	const size_t *sizes;
 	size_t nseeds = mc_fuzz_seeds(&seeds, &sizes);
 	long runs = argc > 1 ? atol(argv[1]) : 20000;
+
+	/* "--dump-seeds DIR": write the seeds as files, to prime a libFuzzer
+	 * corpus (see fuzz/README.md). */
+	if (argc > 2 && strcmp(argv[1], "--dump-seeds") == 0) {
+		for (size_t i = 0; i < nseeds; i++) {
+			char path[4096];
+			FILE *f;
+
+			snprintf(path, sizeof(path), "%s/seed-%zu", argv[2], i);
+			if ((f = fopen(path, "wb")) == NULL ||
+			    fwrite(seeds[i], 1, sizes[i], f) != sizes[i] || fclose(f) != 0) {
+				perror(path);
+				return 1;
+			}
+		}
+		return 0;
+	}
 	uint8_t buf[8192];
 	long done = 0;
 

@@ -1,0 +1,117 @@
+/* Internals of the SMTP/LMTP client shared by its files: smtp_client.c
+ * (the session: state machine, outcomes, lifetime), smtp_client_content.c
+ * (the content pump) and smtp_client_setup.c (checking and copying what
+ * mc_smtp_client_start is given). Not for use outside them. */
+#ifndef MC_SMTP_CLIENT_PRIVATE_H
+#define MC_SMTP_CLIENT_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "smtp_client.h"
+
+struct mc_conn;
+struct mc_pool;
+
+/* Content is read and stuffed this much at a time; stuffing at most
+ * doubles it, so one write stays far below the conn's output_max even
+ * when it starts just under the high-water mark. */
+#define SMTP_CLIENT_CHUNK (32 * 1024)
+
+enum smtp_client_state {
+	SC_CONNECTING,
+	SC_GREETING,
+	SC_EHLO,
+	SC_HELO,
+	SC_STARTTLS,
+	SC_HANDSHAKE,
+	SC_ENVELOPE, /* MAIL and RCPTs, pipelined or one by one */
+	SC_DATA,     /* waiting for the 354 */
+	SC_CONTENT,  /* sending the message */
+	SC_DOT,      /* waiting for the reply or replies to the end */
+	SC_QUIT,
+	SC_CLOSED,
+};
+
+enum smtp_client_rcpt_state {
+	R_PENDING,  /* no reply yet */
+	R_ACCEPTED, /* RCPT answered 2xx, waiting for DATA */
+	R_DECIDED,
+};
+
+struct mc_smtp_client {
+	uv_loop_t *loop;
+	struct mc_pool *pool;
+	struct mc_conn *conn; /* the current connection; NULL once closed */
+	int conns_open;       /* connections not yet freed */
+	enum smtp_client_state state;
+	struct mc_smtp_client_settings set; /* strings in pool */
+	struct mc_smtp_client_timeouts to;  /* resolved */
+	enum mc_smtp_client_tls_mode tls_mode;
+	const char *remote, *log_id;
+
+	/* the message (strings in pool; content borrowed) */
+	const char *sender, *envid, *ret;
+	struct mc_smtp_client_rcpt *rcpts;
+	size_t rcpt_count;
+	unsigned flags;
+	const unsigned char *data;
+	uint64_t size;
+	bool use_fd;
+	int fd;
+
+	struct mc_smtp_client_reply_parser parser;
+	struct mc_smtp_client_caps caps;
+	bool tls_active, tls_verified;
+	const char *tls_version, *tls_cipher;
+
+	/* envelope: command 0 is MAIL, command i + 1 is RCPT i */
+	size_t cmd_sent, cmd_answered, accepted, dot_next;
+	bool mail_failed;
+
+	/* content */
+	struct mc_smtp_client_stuffer stuffer;
+	uint64_t offset; /* content bytes stuffed (and, for fd, read) */
+	char *rbuf;      /* fd: [roff, rlen) read and not yet stuffed */
+	size_t rlen, roff;
+	bool eof, fs_pending;
+	uv_fs_t fs_req;
+	char *wbuf;
+
+	/* result */
+	struct mc_smtp_client_rcpt_result *results;
+	unsigned char *rstate;
+	enum mc_smtp_client_status status;
+	const char *error;
+	bool final, reported, aborted;
+	mc_smtp_client_done_cb *done;
+	void *ctx;
+};
+
+/* smtp_client.c */
+void mc_smtp_client_set_state(struct mc_smtp_client *c,
+                              enum smtp_client_state st);
+/* The session broke: every recipient the server did not decide is a
+ * temporary failure with the client's enhanced code and text. */
+void mc_smtp_client_fail(struct mc_smtp_client *c,
+                         enum mc_smtp_client_status status,
+                         const char *enhanced, const char *text);
+void mc_smtp_client_write_failed(struct mc_smtp_client *c, const char *error);
+/* Report the result and free the client when nothing holds it. */
+void mc_smtp_client_settle(struct mc_smtp_client *c);
+
+/* smtp_client_content.c: stuff and write content while the connection
+ * takes it; the end of data moves the session to SC_DOT. */
+void mc_smtp_client_pump_content(struct mc_smtp_client *c);
+
+/* smtp_client_setup.c: check set and msg (NULL, or why they are unfit)
+ * and copy them into c (strings into c->pool). */
+const char *mc_smtp_client_check(const struct mc_smtp_client_settings *set,
+                                 const struct mc_smtp_client_message *msg);
+void mc_smtp_client_copy(struct mc_smtp_client *c,
+                         const struct mc_smtp_client_settings *set,
+                         const struct mc_smtp_client_message *msg);
+
+#endif

@@ -1,0 +1,164 @@
+/* Checking and copying what mc_smtp_client_start is given (see
+ * smtp_client_private.h): addresses and DSN parameters without control
+ * characters or spaces where a command line would take them as syntax
+ * (no command injection through an address), bounded lengths, a usable
+ * TLS context, timeouts with their RFC 5321 defaults; then copies of
+ * every string in the session's pool, so that the caller's message
+ * struct may go away at once (the content itself is borrowed). */
+#include "smtp_client_private.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "error.h"
+#include "pool.h"
+#include "tls.h"
+
+/* No control characters (no command injection), bounded. */
+static bool
+text_ok(const char *s, size_t max, bool allow_space)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		unsigned char ch = (unsigned char)s[n];
+
+		if (ch < 0x20 || ch == 0x7f || (ch == ' ' && !allow_space))
+			return false;
+	}
+	return n <= max;
+}
+
+static const char *
+check_message(const struct mc_smtp_client_message *msg)
+{
+	if (msg->sender == NULL ||
+	    !text_ok(msg->sender, MC_SMTP_CLIENT_ADDR_MAX, true))
+		return "invalid sender";
+	if (msg->rcpt_count == 0 || msg->rcpt_count > MC_SMTP_CLIENT_MAX_RCPTS)
+		return "recipient count out of range";
+	for (size_t i = 0; i < msg->rcpt_count; i++) {
+		const struct mc_smtp_client_rcpt *r = &msg->rcpts[i];
+
+		if (r->address == NULL || r->address[0] == '\0' ||
+		    !text_ok(r->address, MC_SMTP_CLIENT_ADDR_MAX, true))
+			return mc_errorf("invalid recipient %zu", i);
+		if (r->orcpt != NULL && !text_ok(r->orcpt, 500, false))
+			return mc_errorf("invalid ORCPT of recipient %zu", i);
+	}
+	if (msg->envid != NULL && !text_ok(msg->envid, 100, false))
+		return "invalid ENVID";
+	if (msg->ret != NULL && msg->ret[0] != '\0' &&
+	    strcasecmp(msg->ret, "FULL") != 0 &&
+	    strcasecmp(msg->ret, "HDRS") != 0)
+		return "RET must be FULL or HDRS";
+	if (!msg->use_fd && msg->data == NULL && msg->size > 0)
+		return "no content";
+	if (msg->use_fd && msg->fd < 0)
+		return "invalid content fd";
+	return NULL;
+}
+
+static const char *
+check_settings(const struct mc_smtp_client_settings *set)
+{
+	if (set->ip == NULL || set->port == 0)
+		return "server address and port are required";
+	if (set->helo_name == NULL || set->helo_name[0] == '\0' ||
+	    !text_ok(set->helo_name, 255, false))
+		return "invalid helo_name";
+	if (set->tls != MC_SMTP_CLIENT_TLS_NONE &&
+	    (set->tls_ctx == NULL ||
+	     mc_tls_ctx_role(set->tls_ctx) != MC_TLS_CLIENT))
+		return "TLS needs a client TLS context";
+	if ((unsigned)set->protocol > MC_SMTP_CLIENT_LMTP ||
+	    (unsigned)set->tls > MC_SMTP_CLIENT_TLS_IMPLICIT)
+		return "invalid protocol or TLS mode";
+	return NULL;
+}
+
+static uint64_t
+or_default(uint64_t v, uint64_t def)
+{
+	return v != 0 ? v : def;
+}
+
+static void
+resolve_timeouts(const struct mc_smtp_client_timeouts *in,
+                 struct mc_smtp_client_timeouts *out)
+{
+	out->connect = or_default(in->connect, 30000);
+	out->greeting = or_default(in->greeting, 300000);
+	out->command = or_default(in->command, 300000);
+	out->tls = or_default(in->tls, 60000);
+	out->mail = or_default(in->mail, 300000);
+	out->rcpt = or_default(in->rcpt, 300000);
+	out->data_init = or_default(in->data_init, 120000);
+	out->data_block = or_default(in->data_block, 180000);
+	out->data_end = or_default(in->data_end, 600000);
+	out->quit = or_default(in->quit, 30000);
+	out->session = or_default(in->session, 3600000);
+}
+
+static char *
+pool_dup(struct mc_pool *pool, const char *s)
+{
+	return s != NULL && s[0] != '\0' ? mc_pool_strdup(pool, s) : NULL;
+}
+
+static void
+copy_message(struct mc_smtp_client *c, const struct mc_smtp_client_message *m)
+{
+	c->sender = mc_pool_strdup(c->pool, m->sender);
+	c->envid = pool_dup(c->pool, m->envid);
+	c->ret = pool_dup(c->pool, m->ret);
+	c->rcpt_count = m->rcpt_count;
+	c->rcpts = mc_pool_alloc(c->pool, m->rcpt_count * sizeof(*c->rcpts));
+	for (size_t i = 0; i < m->rcpt_count; i++) {
+		c->rcpts[i].address =
+		        mc_pool_strdup(c->pool, m->rcpts[i].address);
+		c->rcpts[i].orcpt = pool_dup(c->pool, m->rcpts[i].orcpt);
+		c->rcpts[i].notify = m->rcpts[i].notify & 0xfu;
+	}
+	c->results =
+	        mc_pool_alloc(c->pool, m->rcpt_count * sizeof(*c->results));
+	c->rstate = mc_pool_alloc(c->pool, m->rcpt_count);
+	c->flags = m->flags;
+	c->data = m->data;
+	c->size = m->size;
+	c->use_fd = m->use_fd;
+	c->fd = m->fd;
+}
+
+static void
+copy_settings(struct mc_smtp_client *c, const struct mc_smtp_client_settings *s)
+{
+	c->set = *s;
+	c->set.ip = mc_pool_strdup(c->pool, s->ip);
+	c->set.helo_name = mc_pool_strdup(c->pool, s->helo_name);
+	c->set.remote_name = pool_dup(c->pool, s->remote_name);
+	c->set.tls_peer_name = pool_dup(c->pool, s->tls_peer_name);
+	c->set.log_id = pool_dup(c->pool, s->log_id);
+	c->remote = c->set.remote_name != NULL ? c->set.remote_name : c->set.ip;
+	c->log_id = c->set.log_id != NULL ? c->set.log_id : "-";
+	c->tls_mode = s->tls;
+	resolve_timeouts(&s->timeouts, &c->to);
+}
+
+const char *
+mc_smtp_client_check(const struct mc_smtp_client_settings *set,
+                     const struct mc_smtp_client_message *msg)
+{
+	const char *why = check_settings(set);
+
+	return why != NULL ? why : check_message(msg);
+}
+
+void
+mc_smtp_client_copy(struct mc_smtp_client *c,
+                    const struct mc_smtp_client_settings *set,
+                    const struct mc_smtp_client_message *msg)
+{
+	copy_settings(c, set);
+	copy_message(c, msg);
+}

@@ -1,33 +1,59 @@
-/* mail-node: the mailbox node daemon. For now it holds the published
- * directory, kept at the cluster version by cfgsync (with password hashes:
- * mailbox nodes authenticate users), and logs it when it changes. LMTP
- * delivery, IMAP and submission come in later issues and will read the
- * directory through mc_cfgsync_directory. */
-#include <stddef.h>
+/* mail-node: the mailbox node daemon. Follows the controller (cfgsync:
+ * the directory with password hashes, and the shard leases it holds) and,
+ * when lmtp_listen is set, takes deliveries over LMTP into its mailbox
+ * store (metadata in store_pg, bytes in the blob store). IMAP and
+ * submission come in later issues. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "blob.h"
 #include "cfgsync.h"
 #include "daemon.h"
 #include "directory.h"
+#include "hostport.h"
+#include "lmtp.h"
 #include "log.h"
+#include "store_pool.h"
 
 static const char *const node_keys[] = {
-        "name",      "control_url", "publish_url",   "node_token_file",
-        "state_dir", "tls_ca_file", "tls_cert_file", "tls_key_file",
-        "log_level", NULL,
+        "name", "control_url", "publish_url", "node_token_file", "state_dir",
+        "tls_ca_file", "tls_cert_file", "tls_key_file", "log_level",
+        "hostname", "lmtp_listen", "lmtp_address", "max_message_size",
+        "store_pg", "store_connections", "blob_url", "s3_endpoint",
+        "s3_region", "s3_access_key_file", "s3_secret_key_file",
+        "s3_virtual_host", NULL,
 };
 
 struct node {
 	struct mc_daemon daemon;
 	struct mc_cfgsync *sync;
+	struct mc_blob *blob;
+	struct node_store_pool *store;
+	struct node_lmtp *lmtp;
+	char hostname[256];
 };
 
 static void
 node_directory_changed(const struct mc_directory *dir, void *ctx)
 {
+	(void)ctx;
 	mc_info("directory version=%llu domains=%zu accounts=%zu aliases=%zu",
 	        (unsigned long long)mc_directory_version(dir),
 	        mc_directory_domain_count(dir), mc_directory_account_count(dir),
 	        mc_directory_alias_count(dir));
+}
+
+/* Once LMTP is down (no delivery in flight), the rest goes. */
+static void
+lmtp_closed(void *arg)
+{
+	struct node *n = arg;
+
+	n->lmtp = NULL;
+	node_store_pool_close(&n->store);
+	mc_blob_close(&n->blob, NULL, NULL);
+	mc_cfgsync_close(&n->sync);
 }
 
 static void
@@ -35,7 +61,69 @@ node_stop(void *ctx)
 {
 	struct node *n = ctx;
 
-	mc_cfgsync_close(&n->sync);
+	if (n->lmtp != NULL)
+		node_lmtp_close(n->lmtp, lmtp_closed, n);
+	else
+		lmtp_closed(n);
+}
+
+static int
+blob_open(struct node *n, const char *url, const char **error_r)
+{
+	const struct mc_config *cfg = n->daemon.cfg;
+	struct mc_blob_config bc = {.url = url};
+	char *access = NULL, *secret = NULL;
+	const char *path;
+	int rv = -1;
+	bool vhost = false;
+
+	if (strncmp(url, "s3://", 5) == 0) {
+		if ((path = mc_config_get(cfg, "s3_access_key_file", NULL)) == NULL ||
+		    mc_secret_read_file(path, &access, error_r) < 0 ||
+		    (path = mc_config_get(cfg, "s3_secret_key_file", NULL)) == NULL ||
+		    mc_secret_read_file(path, &secret, error_r) < 0 ||
+		    mc_config_get_bool(cfg, "s3_virtual_host", false, &vhost, error_r) < 0) {
+			if (path == NULL)
+				*error_r = "s3 needs s3_access_key_file and s3_secret_key_file";
+			goto out;
+		}
+		bc.s3.endpoint = mc_config_get(cfg, "s3_endpoint", NULL);
+		bc.s3.region = mc_config_get(cfg, "s3_region", NULL);
+		bc.s3.access_key_id = access;
+		bc.s3.secret_key = secret;
+		bc.s3.virtual_host = vhost;
+	}
+	rv = mc_blob_new(n->daemon.loop, &bc, &n->blob, error_r);
+out:
+	mc_secret_free(&access);
+	mc_secret_free(&secret);
+	return rv;
+}
+
+/* LMTP delivery: the store, the blob store and the listener. */
+static int
+lmtp_start(struct node *n, const char *listen, const char **error_r)
+{
+	const struct mc_config *cfg = n->daemon.cfg;
+	struct node_lmtp_settings ls = {.hostname = n->hostname, .sync = n->sync};
+	char host[MC_HOST_MAX + 1];
+	const char *store_pg, *blob_url;
+	uint64_t conns, max_message;
+
+	if (mc_hostport_parse(listen, host, &ls.port, error_r) < 0 ||
+	    mc_daemon_require(&n->daemon, "store_pg", &store_pg, error_r) < 0 ||
+	    mc_daemon_require(&n->daemon, "blob_url", &blob_url, error_r) < 0 ||
+	    mc_config_get_uint(cfg, "store_connections", 4, 1, 64, &conns, error_r) < 0 ||
+	    mc_config_get_uint(cfg, "max_message_size", 50 * 1024 * 1024, 1024,
+	                       1024ull * 1024 * 1024, &max_message, error_r) < 0 ||
+	    blob_open(n, blob_url, error_r) < 0)
+		return -1;
+	n->store = node_store_pool_new(n->daemon.loop, store_pg, (unsigned)conns);
+	ls.host = host;
+	ls.max_message = max_message;
+	ls.blob = n->blob;
+	ls.store = n->store;
+	return node_lmtp_start(n->daemon.loop, &ls, &n->lmtp, error_r);
 }
 
 static int
@@ -47,12 +135,22 @@ node_start(struct node *n, const char **error_r)
 	        .on_change = node_directory_changed,
 	        .ctx = n,
 	};
+	const char *listen = mc_config_get(d->cfg, "lmtp_listen", NULL);
+	const char *hostname = mc_config_get(d->cfg, "hostname", NULL);
 	char *token = NULL;
 	int rv = -1;
 
+	if (hostname != NULL)
+		snprintf(n->hostname, sizeof(n->hostname), "%s", hostname);
+	else if (gethostname(n->hostname, sizeof(n->hostname) - 1) < 0)
+		strcpy(n->hostname, "localhost");
+	/* Relays deliver to lmtp_address (default: where we listen). */
+	set.lmtp_address = mc_config_get(d->cfg, "lmtp_address", listen);
 	if (mc_cfgsync_configure(d, &set, &token, error_r) == 0)
 		rv = mc_cfgsync_start(d->loop, &set, &n->sync, error_r);
 	mc_secret_free(&token);
+	if (rv == 0 && listen != NULL)
+		rv = lmtp_start(n, listen, error_r);
 	return rv;
 }
 
@@ -66,6 +164,7 @@ main(int argc, char **argv)
 		return n.daemon.exit_code;
 	if (node_start(&n, &error) < 0) {
 		mc_error("cannot start error=\"%s\"", error);
+		node_stop(&n);
 		mc_daemon_fini(&n.daemon);
 		return 1;
 	}

@@ -15,6 +15,7 @@
 #include <sys/random.h>
 
 #include "error.h"
+#include "listener.h"
 #include "log.h"
 #include "mem.h"
 #include "tls.h"
@@ -155,11 +156,52 @@ server_free(struct mc_smtp_server *server)
 	mc_smtp_server_close_cb *cb = server->close_cb;
 	void *ctx = server->close_ctx;
 
+	/* Freed once the last session and the listener are gone. */
+	if (server->count > 0 || server->listener_closing)
+		return;
+
 	free(server->hostname);
 	free(server->auth_mechanisms);
 	free(server);
 	if (cb != NULL)
 		cb(ctx);
+}
+
+static void
+listener_closed(void *arg)
+{
+	struct mc_smtp_server *server = arg;
+
+	server->listener_closing = false;
+	server_free(server);
+}
+
+static void
+listener_accept(struct mc_listener *listener, struct mc_conn *conn, void *ctx)
+{
+	(void)listener;
+	mc_smtp_server_accept(ctx, conn);
+}
+
+int
+mc_smtp_server_listen(struct mc_smtp_server *server, const char *host,
+                      uint16_t port, unsigned max_conns, const char **error_r)
+{
+	struct mc_listener_settings ls = {
+	        .host = host, .port = port, .max_conns = max_conns};
+
+	if (server->listener != NULL || server->closing) {
+		*error_r = "the server is already listening or closing";
+		return -1;
+	}
+	return mc_listener_new(server->loop, &ls, listener_accept, server,
+	                       &server->listener, error_r);
+}
+
+const char *
+mc_smtp_server_address(const struct mc_smtp_server *server)
+{
+	return server->listener != NULL ? mc_listener_address(server->listener) : NULL;
 }
 
 void
@@ -171,6 +213,11 @@ mc_smtp_server_close(struct mc_smtp_server *server, mc_smtp_server_close_cb *cb,
 	server->closing = true;
 	server->close_cb = cb;
 	server->close_ctx = ctx;
+	if (server->listener != NULL) {
+		server->listener_closing = true;
+		mc_listener_close(server->listener, listener_closed);
+		server->listener = NULL;
+	}
 	if (server->count == 0) {
 		server_free(server);
 		return;

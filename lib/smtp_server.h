@@ -229,6 +229,16 @@ int mc_smtp_server_new(uv_loop_t *loop,
  * closed. Not after mc_smtp_server_close. */
 void mc_smtp_server_accept(struct mc_smtp_server *server, struct mc_conn *conn);
 
+/* Listen on host (an IP literal) and port (0: any) and serve every
+ * connection accepted there, at most max_conns at once (0: the listener's
+ * default); the listener is closed with the server. One per server. -1
+ * with error_r when the address cannot be bound. */
+int mc_smtp_server_listen(struct mc_smtp_server *server, const char *host,
+                          uint16_t port, unsigned max_conns,
+                          const char **error_r);
+/* The bound "host:port" ("[v6]:port"), or NULL when not listening. */
+const char *mc_smtp_server_address(const struct mc_smtp_server *server);
+
 /* Replace the TLS context for sessions that start TLS from now on
  * (reload); NULL stops offering STARTTLS. Borrowed like settings.tls. */
 void mc_smtp_server_set_tls(struct mc_smtp_server *server,
@@ -240,9 +250,11 @@ unsigned mc_smtp_server_sessions(const struct mc_smtp_server *server);
 typedef void mc_smtp_server_close_cb(void *ctx);
 /* Shut down: every session is sent "421 4.3.2 <host> Service shutting
  * down" and closed - at once when idle, after the outstanding request
- * otherwise (a message being made durable still gets its reply). cb (may
- * be NULL) runs once the last session is freed, then the server is
- * freed; with no session alive that happens before this returns. The
+ * otherwise (a message being made durable still gets its reply), and the
+ * listener (mc_smtp_server_listen) is closed. cb (may be NULL) runs once
+ * the last session and the listener are freed, then the server is freed;
+ * with no session alive and no listener that happens before this
+ * returns. The
  * server pointer must not be used after this call. */
 void mc_smtp_server_close(struct mc_smtp_server *server,
                           mc_smtp_server_close_cb *cb, void *ctx);

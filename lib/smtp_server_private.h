@@ -45,6 +45,8 @@ struct smtp_txn {
 	size_t rcpt_cap;
 };
 
+struct mc_listener;
+
 struct mc_smtp_server {
 	uv_loop_t *loop;
 	struct mc_smtp_server_settings set; /* defaults resolved */
@@ -55,6 +57,8 @@ struct mc_smtp_server {
 	struct mc_smtp_session *sessions; /* doubly linked, live ones */
 	unsigned count;
 	bool closing;
+	struct mc_listener *listener; /* from mc_smtp_server_listen, or NULL */
+	bool listener_closing;        /* its close callback has not run yet */
 	mc_smtp_server_close_cb *close_cb;
 	void *close_ctx;
 };

@@ -22,7 +22,6 @@
 #include "directory.h"
 #include "error.h"
 #include "imf.h"
-#include "listener.h"
 #include "log.h"
 #include "mem.h"
 #include "pool.h"
@@ -32,11 +31,9 @@ struct node_lmtp {
 	uv_loop_t *loop;
 	struct node_lmtp_settings set;
 	char *hostname;
-	struct mc_listener *listener;
 	struct mc_smtp_server *server;
 	void (*done)(void *arg);
 	void *done_arg;
-	int open_parts; /* listener and server still closing */
 };
 
 struct lmtp_rcpt {
@@ -363,15 +360,6 @@ on_closed(struct mc_smtp_session *s, void *ctx)
 	}
 }
 
-static void
-on_accept(struct mc_listener *listener, struct mc_conn *conn, void *ctx)
-{
-	struct node_lmtp *lmtp = ctx;
-
-	(void)listener;
-	mc_smtp_server_accept(lmtp->server, conn);
-}
-
 int
 node_lmtp_start(uv_loop_t *loop, const struct node_lmtp_settings *set,
                 struct node_lmtp **lmtp_r, const char **error_r)
@@ -387,7 +375,6 @@ node_lmtp_start(uv_loop_t *loop, const struct node_lmtp_settings *set,
 	};
 	struct node_lmtp *lmtp = mc_malloc(sizeof(*lmtp));
 	struct mc_smtp_server_settings ss;
-	struct mc_listener_settings ls = {.host = set->host, .port = set->port};
 
 	lmtp->loop = loop;
 	lmtp->set = *set;
@@ -399,11 +386,11 @@ node_lmtp_start(uv_loop_t *loop, const struct node_lmtp_settings *set,
 		ss.max_message = set->max_message;
 	if (mc_smtp_server_new(loop, &ss, &policy, lmtp, &lmtp->server, error_r) < 0)
 		goto fail;
-	if (mc_listener_new(loop, &ls, on_accept, lmtp, &lmtp->listener, error_r) < 0) {
+	if (mc_smtp_server_listen(lmtp->server, set->host, set->port, 0, error_r) < 0) {
 		mc_smtp_server_close(lmtp->server, NULL, NULL);
 		goto fail;
 	}
-	mc_info("lmtp listening address=%s", mc_listener_address(lmtp->listener));
+	mc_info("lmtp listening address=%s", mc_smtp_server_address(lmtp->server));
 	*lmtp_r = lmtp;
 	return 0;
 fail:
@@ -415,16 +402,14 @@ fail:
 const char *
 node_lmtp_address(const struct node_lmtp *lmtp)
 {
-	return mc_listener_address(lmtp->listener);
+	return mc_smtp_server_address(lmtp->server);
 }
 
 static void
-part_closed(void *arg)
+server_closed(void *arg)
 {
 	struct node_lmtp *lmtp = arg;
 
-	if (--lmtp->open_parts > 0)
-		return;
 	if (lmtp->done != NULL)
 		lmtp->done(lmtp->done_arg);
 	free(lmtp->hostname);
@@ -436,7 +421,5 @@ node_lmtp_close(struct node_lmtp *lmtp, void (*done)(void *arg), void *arg)
 {
 	lmtp->done = done;
 	lmtp->done_arg = arg;
-	lmtp->open_parts = 2;
-	mc_listener_close(lmtp->listener, part_closed);
-	mc_smtp_server_close(lmtp->server, part_closed, lmtp);
+	mc_smtp_server_close(lmtp->server, server_closed, lmtp);
 }

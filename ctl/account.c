@@ -80,7 +80,7 @@ account_add(struct cli *cli)
 	req.account_add = &body;
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
 		goto out;
-	cli_format_size(cli->args.quota_bytes, quota);
+	cli_format_quota(cli->args.quota_bytes, quota);
 	if (resp->body_case == MC__RESPONSE__BODY_ACCOUNT)
 		detail = mc_asprintf("shard %u, quota %s", resp->account->shard,
 		                     quota);
@@ -124,7 +124,7 @@ print_accounts(const struct cli *cli, const Mc__AccountList *list)
 		snprintf(id, sizeof(id), "%" PRIu64, a->id);
 		snprintf(shard, sizeof(shard), "%u", a->shard);
 		cli_table_add(&t, id, addr, shard,
-		              cli_format_size(a->quota_bytes, quota),
+		              cli_format_quota(a->quota_bytes, quota),
 		              cli_format_time(a->created_at, created));
 		free(addr);
 	}
@@ -210,7 +210,7 @@ print_account_info(const Mc__AccountInfo *info)
 
 	printf("address:  %s\nid:       %" PRIu64 "\nshard:    %u\n"
 	       "quota:    %s\ncreated:  %s\n\naliases delivering here:\n",
-	       addr, a->id, a->shard, cli_format_size(a->quota_bytes, quota),
+	       addr, a->id, a->shard, cli_format_quota(a->quota_bytes, quota),
 	       cli_format_time(a->created_at, created));
 	free(addr);
 	cli_table_init(&t, 3, headers);

@@ -160,6 +160,8 @@ json_t *cli_json_str(const char *s);
 #define CLI_FMT_SIZE 32
 /* "unlimited" for 0, else "1.5 GiB", "512 MiB", "100 B". */
 const char *cli_format_size(uint64_t bytes, char buf[CLI_FMT_SIZE]);
+/* A quota: as cli_format_size, but 0 is "unlimited". */
+const char *cli_format_quota(uint64_t bytes, char buf[CLI_FMT_SIZE]);
 /* Local time "YYYY-MM-DD HH:MM:SS", "-" for 0. */
 const char *cli_format_time(int64_t unix_s, char buf[CLI_FMT_SIZE]);
 /* "never", "0.4s ago", "12s ago", "5m ago", "3h ago", "2d ago". */

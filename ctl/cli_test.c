@@ -71,7 +71,9 @@ test_formats(void)
 	int64_t now = 1700000000000;
 	json_t *j;
 
-	CHECK_STR(cli_format_size(0, buf), "unlimited");
+	CHECK_STR(cli_format_quota(0, buf), "unlimited");
+	CHECK_STR(cli_format_quota(1024, buf), "1 KiB");
+	CHECK_STR(cli_format_size(0, buf), "0 B");
 	CHECK_STR(cli_format_size(100, buf), "100 B");
 	CHECK_STR(cli_format_size(1024, buf), "1 KiB");
 	CHECK_STR(cli_format_size(1536, buf), "1.5 KiB");

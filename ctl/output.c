@@ -91,6 +91,16 @@ cli_json_u64(uint64_t v)
 }
 
 const char *
+cli_format_quota(uint64_t bytes, char buf[CLI_FMT_SIZE])
+{
+	if (bytes == 0) {
+		snprintf(buf, CLI_FMT_SIZE, "unlimited");
+		return buf;
+	}
+	return cli_format_size(bytes, buf);
+}
+
+const char *
 cli_format_size(uint64_t bytes, char buf[CLI_FMT_SIZE])
 {
 	static const char *const units[] = {"B",   "KiB", "MiB", "GiB",
@@ -98,10 +108,6 @@ cli_format_size(uint64_t bytes, char buf[CLI_FMT_SIZE])
 	unsigned u = 0;
 	uint64_t div = 1;
 
-	if (bytes == 0) {
-		snprintf(buf, CLI_FMT_SIZE, "unlimited");
-		return buf;
-	}
 	while (u < 6 && bytes / div >= 1024) {
 		div *= 1024;
 		u++;

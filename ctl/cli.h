@@ -158,7 +158,7 @@ json_t *cli_json_u64(uint64_t v);
 json_t *cli_json_str(const char *s);
 
 #define CLI_FMT_SIZE 32
-/* "unlimited" for 0, else "1.5 GiB", "512 MiB", "100 B". */
+/* "1.5 GiB", "512 MiB", "100 B", "0 B". */
 const char *cli_format_size(uint64_t bytes, char buf[CLI_FMT_SIZE]);
 /* A quota: as cli_format_size, but 0 is "unlimited". */
 const char *cli_format_quota(uint64_t bytes, char buf[CLI_FMT_SIZE]);

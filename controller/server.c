@@ -1,9 +1,6 @@
-/* The controller's request server. A REP socket with a fixed number of
- * nng contexts receives requests on nng's threads; each received message
- * is handed to the libuv loop (lock-protected queue + uv_async_send, the
- * only lock in the controller), and the loop runs requests one at a time
- * on a libuv worker thread, where handlers may block on Postgres without
- * stalling the loop. One request at a time keeps the version order and
+/* The controller's request server. lib/rpc_server hands each request to
+ * the loop; here they are queued and run one at a time on a libuv worker
+ * thread, where handlers may block on Postgres without stalling the loop. One request at a time keeps the version order and
  * the publisher trivially consistent; the control plane is not a hot path.
  *
  * Every request is authenticated by its token (admin or node credential,
@@ -14,36 +11,29 @@
 
 #include "config.h"
 #include "ctrl.h"
-#include <nng/protocol/reqrep0/rep.h>
 #include "error.h"
 #include "log.h"
 #include "mem.h"
+#include "rpc_server.h"
 
-#define CTRL_CONTEXTS 16
-
-enum slot_state { SLOT_RECV, SLOT_SEND };
-
-struct ctrl_slot {
+/* One request waiting for, or running on, the worker. */
+struct ctrl_job {
 	struct ctrl_server *srv;
-	nng_ctx ctx;
-	nng_aio *aio;
-	enum slot_state state;
-	nng_msg *msg;           /* request, then reply */
-	struct ctrl_slot *next; /* queue link */
+	struct mc_rpc_call *call;
+	const void *data;
+	size_t len;
+	nng_msg *reply;
+	struct ctrl_job *next;
 	uv_work_t work;
 };
 
 struct ctrl_server {
 	struct ctrl *ctrl;
-	nng_socket rep;
-	uv_async_t async;
-	uv_mutex_t lock;
-	struct ctrl_slot *ready, **ready_tail; /* nng threads -> loop, locked */
-	struct ctrl_slot *pending, **pending_tail; /* loop only */
-	bool busy;     /* loop only: a request is on the worker */
-	bool stopping; /* loop only */
+	struct mc_rpc_server *rpc;
+	struct ctrl_job *pending, **pending_tail; /* FIFO */
+	bool busy;     /* a job is on the worker */
+	bool stopping;
 	void (*on_done)(struct ctrl *c);
-	struct ctrl_slot slots[CTRL_CONTEXTS];
 };
 
 enum route_cred { CRED_NODE, CRED_ADMIN };
@@ -88,7 +78,7 @@ route_find(Mc__Request__BodyCase body)
 
 /* Run one request on the worker thread; returns the packed reply. */
 static nng_msg *
-handle(struct ctrl *c, nng_msg *in)
+handle(struct ctrl *c, const void *data, size_t len)
 {
 	struct mc_pool *pool = mc_pool_new();
 	Mc__Response resp = MC__RESPONSE__INIT;
@@ -97,11 +87,10 @@ handle(struct ctrl *c, nng_msg *in)
 	const char *secret;
 	nng_msg *out;
 
-	r.req = mc__request__unpack(mc_pool_protobuf_allocator(pool),
-	                            nng_msg_len(in), nng_msg_body(in));
+	r.req = mc__request__unpack(mc_pool_protobuf_allocator(pool), len, data);
 	if (r.req == NULL) {
 		ctrl_fail(&r, MC__STATUS__STATUS_INVALID, "malformed request");
-		mc_warn("request rejected reason=malformed bytes=%zu", nng_msg_len(in));
+		mc_warn("request rejected reason=malformed bytes=%zu", len);
 		goto reply;
 	}
 	if ((rt = route_find(r.req->body_case)) == NULL) {
@@ -142,98 +131,54 @@ reply:
 static void
 work_cb(uv_work_t *w)
 {
-	struct ctrl_slot *slot = w->data;
-	nng_msg *reply = handle(slot->srv->ctrl, slot->msg);
+	struct ctrl_job *job = w->data;
 
-	nng_msg_free(slot->msg);
-	slot->msg = reply;
+	job->reply = handle(job->srv->ctrl, job->data, job->len);
 }
 
 static void kick(struct ctrl_server *srv);
-static void finish_stop(struct ctrl_server *srv);
 
 static void
 after_work_cb(uv_work_t *w, int status)
 {
-	struct ctrl_slot *slot = w->data;
-	struct ctrl_server *srv = slot->srv;
+	struct ctrl_job *job = w->data;
+	struct ctrl_server *srv = job->srv;
 
 	(void)status;
 	srv->busy = false;
-	if (srv->stopping) {
-		nng_msg_free(slot->msg);
-		slot->msg = NULL;
-		finish_stop(srv);
-		return;
-	}
-	slot->state = SLOT_SEND;
-	nng_aio_set_msg(slot->aio, slot->msg);
-	slot->msg = NULL;
-	nng_ctx_send(slot->ctx, slot->aio);
+	mc_rpc_server_reply(job->call, job->reply);
+	free(job);
 	kick(srv);
 }
 
 static void
 kick(struct ctrl_server *srv)
 {
-	struct ctrl_slot *slot = srv->pending;
+	struct ctrl_job *job = srv->pending;
 
-	if (srv->busy || srv->stopping || slot == NULL)
+	if (srv->busy || srv->stopping || job == NULL)
 		return;
-	srv->pending = slot->next;
+	srv->pending = job->next;
 	if (srv->pending == NULL)
 		srv->pending_tail = &srv->pending;
-	slot->next = NULL;
 	srv->busy = true;
-	slot->work.data = slot;
-	uv_queue_work(srv->ctrl->loop, &slot->work, work_cb, after_work_cb);
+	job->work.data = job;
+	uv_queue_work(srv->ctrl->loop, &job->work, work_cb, after_work_cb);
 }
 
 static void
-async_cb(uv_async_t *a)
+on_request(struct mc_rpc_call *call, const void *data, size_t len, void *ctx)
 {
-	struct ctrl_server *srv = a->data;
+	struct ctrl_server *srv = ctx;
+	struct ctrl_job *job = mc_malloc(sizeof(*job));
 
-	uv_mutex_lock(&srv->lock);
-	if (srv->ready != NULL) {
-		*srv->pending_tail = srv->ready;
-		srv->pending_tail = srv->ready_tail;
-		srv->ready = NULL;
-		srv->ready_tail = &srv->ready;
-	}
-	uv_mutex_unlock(&srv->lock);
+	job->srv = srv;
+	job->call = call;
+	job->data = data;
+	job->len = len;
+	*srv->pending_tail = job;
+	srv->pending_tail = &job->next;
 	kick(srv);
-}
-
-/* nng thread: only hands work to the loop or re-arms a receive. */
-static void
-slot_cb(void *arg)
-{
-	struct ctrl_slot *slot = arg;
-	struct ctrl_server *srv = slot->srv;
-	int rv = nng_aio_result(slot->aio);
-
-	if (slot->state == SLOT_SEND) {
-		if (rv != 0)
-			nng_msg_free(nng_aio_get_msg(slot->aio));
-		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-			return;
-		slot->state = SLOT_RECV;
-		nng_ctx_recv(slot->ctx, slot->aio);
-		return;
-	}
-	if (rv != 0) {
-		if (rv != NNG_ECLOSED && rv != NNG_ECANCELED)
-			nng_ctx_recv(slot->ctx, slot->aio);
-		return;
-	}
-	slot->msg = nng_aio_get_msg(slot->aio);
-	slot->next = NULL;
-	uv_mutex_lock(&srv->lock);
-	*srv->ready_tail = slot;
-	srv->ready_tail = &slot->next;
-	uv_mutex_unlock(&srv->lock);
-	uv_async_send(&srv->async);
 }
 
 int
@@ -241,85 +186,52 @@ ctrl_server_start(struct ctrl *c, const char *url, const struct mc_tls_files *tl
                   const char **error_r)
 {
 	struct ctrl_server *srv = mc_malloc(sizeof(*srv));
-	int rv;
 
 	srv->ctrl = c;
-	srv->ready_tail = &srv->ready;
 	srv->pending_tail = &srv->pending;
-	if ((rv = nng_rep0_open(&srv->rep)) != 0) {
-		*error_r = mc_errorf("rep socket: %s", nng_strerror(rv));
+	if (mc_rpc_server_start(c->loop, url, tls, on_request, srv, &srv->rpc,
+	                        error_r) < 0) {
 		free(srv);
 		return -1;
-	}
-	if (mc_rpc_listen(srv->rep, url, tls, error_r) < 0) {
-		nng_close(srv->rep);
-		free(srv);
-		return -1;
-	}
-	uv_mutex_init(&srv->lock);
-	uv_async_init(c->loop, &srv->async, async_cb);
-	srv->async.data = srv;
-	for (int i = 0; i < CTRL_CONTEXTS; i++) {
-		struct ctrl_slot *slot = &srv->slots[i];
-
-		slot->srv = srv;
-		if (nng_aio_alloc(&slot->aio, slot_cb, slot) != 0 ||
-		    nng_ctx_open(&slot->ctx, srv->rep) != 0)
-			abort(); /* only fails on OOM */
-		slot->state = SLOT_RECV;
-		nng_ctx_recv(slot->ctx, slot->aio);
 	}
 	c->server = srv;
 	return 0;
 }
 
 static void
-async_close_cb(uv_handle_t *h)
+rpc_closed(void *arg)
 {
-	struct ctrl_server *srv = h->data;
+	struct ctrl_server *srv = arg;
 	struct ctrl *c = srv->ctrl;
 	void (*on_done)(struct ctrl *) = srv->on_done;
 
-	uv_mutex_destroy(&srv->lock);
 	free(srv);
 	c->server = NULL;
 	if (on_done != NULL)
 		on_done(c);
 }
 
-static void
-finish_stop(struct ctrl_server *srv)
-{
-	if (srv->busy)
-		return; /* after_work_cb calls us again */
-	for (struct ctrl_slot *s = srv->pending; s != NULL; s = s->next)
-		nng_msg_free(s->msg);
-	for (int i = 0; i < CTRL_CONTEXTS; i++)
-		nng_aio_free(srv->slots[i].aio);
-	uv_close((uv_handle_t *)&srv->async, async_close_cb);
-}
-
 void
 ctrl_server_stop(struct ctrl *c, void (*on_done)(struct ctrl *c))
 {
 	struct ctrl_server *srv = c->server;
+	Mc__Response resp = MC__RESPONSE__INIT;
 
 	if (srv == NULL || srv->stopping)
 		return;
 	srv->stopping = true;
 	srv->on_done = on_done;
-	/* Closing the socket completes every aio with NNG_ECLOSED; stopping
-	 * each aio waits for its callback, so no uv_async_send can follow. */
-	nng_close(srv->rep);
-	for (int i = 0; i < CTRL_CONTEXTS; i++)
-		nng_aio_stop(srv->slots[i].aio);
-	/* Messages that reached the ready queue are now ours to free. */
-	uv_mutex_lock(&srv->lock);
-	if (srv->ready != NULL) {
-		*srv->pending_tail = srv->ready;
-		srv->pending_tail = srv->ready_tail;
-		srv->ready = NULL;
+	/* Requests not started are answered; the one on the worker finishes
+	 * and replies, then the rpc server completes its close. */
+	resp.status = MC__STATUS__STATUS_UNAVAILABLE;
+	resp.error = "controller shutting down";
+	while (srv->pending != NULL) {
+		struct ctrl_job *job = srv->pending;
+
+		srv->pending = job->next;
+		mc_rpc_server_respond(job->call, &resp);
+		free(job);
 	}
-	uv_mutex_unlock(&srv->lock);
-	finish_stop(srv);
+	srv->pending_tail = &srv->pending;
+	mc_rpc_server_close(srv->rpc, rpc_closed, srv);
 }

@@ -1,8 +1,9 @@
 /* mailctl command-line parsing: one pass over argv that accepts every
  * option anywhere (global options before or after the command words) and
  * collects the rest as positional arguments; which command-specific options
- * a command accepts is checked later, once the command is known. Also the
- * MAILCTL_* environment fallbacks and the size syntax for --quota. */
+ * (--force, --quota, --domain, --wait, --relay) a command accepts is
+ * checked later, once the command is known. Also the MAILCTL_* environment
+ * fallbacks and the size syntax for --quota. */
 #include "cli.h"
 
 #include <ctype.h>
@@ -30,6 +31,7 @@ enum cli_opt_id {
 	OPT_FORCE,
 	OPT_QUOTA,
 	OPT_DOMAIN,
+	OPT_RELAY,
 };
 
 struct cli_option {
@@ -55,6 +57,7 @@ static const struct cli_option cli_options[] = {
 	{"force", OPT_FORCE, false, CLI_OPT_FORCE},
 	{"quota", OPT_QUOTA, true, CLI_OPT_QUOTA},
 	{"domain", OPT_DOMAIN, true, CLI_OPT_DOMAIN},
+	{"relay", OPT_RELAY, true, CLI_OPT_RELAY},
 };
 /* clang-format on */
 
@@ -186,6 +189,9 @@ option_apply(struct cli_args *args, const struct cli_option *o,
 	case OPT_DOMAIN:
 		args->domain = value;
 		break;
+	case OPT_RELAY:
+		args->relay_url = value;
+		break;
 	case OPT_TIMEOUT:
 		return parse_uint(o->name, value, 1, 3600 * 1000,
 		                  &args->timeout_ms, error_r);
@@ -289,6 +295,7 @@ void
 cli_args_env(struct cli_args *args)
 {
 	env_default(&args->url, "MAILCTL_URL");
+	env_default(&args->relay_url, "MAILCTL_RELAY_URL");
 	env_default(&args->token_file, "MAILCTL_TOKEN_FILE");
 	env_default(&args->tls_ca, "MAILCTL_TLS_CA");
 	env_default(&args->tls_cert, "MAILCTL_TLS_CERT");

@@ -35,7 +35,8 @@ enum cli_opt_flag {
 	CLI_OPT_FORCE = 1 << 0,
 	CLI_OPT_QUOTA = 1 << 1,
 	CLI_OPT_DOMAIN = 1 << 2,
-	CLI_OPT_WAIT = 1 << 3, /* --wait and --wait-timeout */
+	CLI_OPT_WAIT = 1 << 3,  /* --wait and --wait-timeout */
+	CLI_OPT_RELAY = 1 << 4, /* --relay: the queue commands */
 };
 
 #define CLI_DEFAULT_TIMEOUT_MS 5000u
@@ -59,6 +60,7 @@ struct cli_args {
 	bool has_quota;
 	uint64_t quota_bytes;
 	const char *domain;
+	const char *relay_url; /* a relay's admin_url (queue commands) */
 	unsigned used;    /* enum cli_opt_flag bits given on the line */
 	const char **pos; /* positional arguments, heap array */
 	size_t npos;
@@ -69,7 +71,8 @@ struct cli_args {
  * Returns 0 or -1 with error_r. Call cli_args_fini in both cases. */
 int cli_args_parse(struct cli_args *args, int argc, char **argv,
                    const char **error_r);
-/* Fill url, token file and TLS files from MAILCTL_* when not given. */
+/* Fill url, relay url, token file and TLS files from MAILCTL_* when not
+ * given. */
 void cli_args_env(struct cli_args *args);
 void cli_args_fini(struct cli_args *args);
 /* Name of the first option in flags (for "does not apply" messages). */
@@ -95,6 +98,7 @@ struct cli_command {
 struct cli_noun {
 	const char *name;
 	const char *summary;
+	const char *help; /* details for NOUN --help, may be NULL */
 	const struct cli_command *commands;
 	size_t ncommands;
 };
@@ -104,6 +108,7 @@ extern const struct cli_noun cli_account_noun;
 extern const struct cli_noun cli_alias_noun;
 extern const struct cli_noun cli_node_noun;
 extern const struct cli_noun cli_status_noun;
+extern const struct cli_noun cli_queue_noun;
 
 /* One run of mailctl. */
 struct cli {
@@ -115,6 +120,9 @@ struct cli {
 	nng_socket sock;
 	bool sock_open;
 	bool connected; /* dialled successfully */
+	/* Talk to the relay at args.relay_url instead of the controller at
+	 * args.url (set by the queue commands before cli_call). */
+	bool relay;
 	char *token;    /* admin token, wiped on cli_fini */
 };
 
@@ -126,13 +134,13 @@ void cli_help_noun(FILE *f, const struct cli_noun *noun);
 void cli_help_command(FILE *f, const struct cli_noun *noun,
                       const struct cli_command *cmd);
 
-/* client.c. Connect to the controller unless already connected (checks
- * that a URL and token file were given, reads the token). Returns the exit
- * code after reporting any problem. */
+/* client.c. Connect to the controller (or, with cli->relay, to the relay)
+ * unless already connected (checks that a URL and token file were given,
+ * reads the token). Returns the exit code after reporting any problem. */
 int cli_connect(struct cli *cli);
 /* Send req (the token is filled in) and wait for the answer.
  * Returns CLI_EXIT_OK with *resp_r (free with mc__response__free_unpacked)
- * when the controller answered OK; otherwise reports the problem and
+ * when the controller (or relay) answered OK; otherwise reports the problem and
  * returns the exit code. */
 int cli_call(struct cli *cli, Mc__Request *req, Mc__Response **resp_r);
 /* Report a successful mutation: the human line "WHAT (id I, version N,
@@ -210,6 +218,11 @@ char *cli_alias_address(const Mc__Alias *alias);
 json_t *cli_alias_json(const Mc__Alias *alias);
 /* Destinations joined by ", " (heap string). */
 char *cli_alias_destinations(const Mc__Alias *alias);
+
+/* queue.c. True when in is a relay queue id (19 characters of Crockford's
+ * base32 alphabet, either case); out gets it lower-cased. */
+#define CLI_QUEUE_ID_LEN 19
+bool cli_queue_id_parse(const char *in, char out[CLI_QUEUE_ID_LEN + 1]);
 
 /* node.c, shared with status. */
 json_t *cli_node_json(const Mc__Node *node);

@@ -1,7 +1,8 @@
 /* Unit tests for mailctl: option parsing, sizes and output formats,
- * password line reading and hashing, and the controller exchange (exit
- * codes, --wait success and timeout) against a fake controller: a REP
- * socket on an ipc:// path served by a thread with canned answers. */
+ * password line reading and hashing, the help text, and the exchanges
+ * with the controller (exit codes, --wait success and timeout) and with a
+ * relay (the queue commands' output, human and JSON) against a fake peer:
+ * a REP socket on an ipc:// path served by a thread with canned answers. */
 #include "cli.h"
 
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <argon2.h>
@@ -160,6 +162,98 @@ test_args(void)
 	cli_args_fini(&a);
 	CHECK(parse(&a, (const char *[]){"--quota", "lots", NULL}, &error) < 0);
 	cli_args_fini(&a);
+
+	CHECK(parse(&a,
+	            (const char *[]){"queue", "list", "--relay=tcp://r:1",
+	                             NULL},
+	            &error) == 0);
+	CHECK_STR(a.relay_url, "tcp://r:1");
+	CHECK(a.used == CLI_OPT_RELAY && a.url == NULL);
+	setenv("MAILCTL_RELAY_URL", "tcp://env:2", 1);
+	cli_args_env(&a);
+	CHECK_STR(a.relay_url, "tcp://r:1"); /* the option wins */
+	cli_args_fini(&a);
+	CHECK(parse(&a, (const char *[]){"queue", "list", NULL}, &error) == 0);
+	cli_args_env(&a);
+	CHECK_STR(a.relay_url, "tcp://env:2");
+	cli_args_fini(&a);
+	unsetenv("MAILCTL_RELAY_URL");
+	CHECK(parse(&a, (const char *[]){"queue", "list", "--relay", NULL},
+	            &error) < 0);
+	cli_args_fini(&a);
+}
+
+static void
+test_queue_id(void)
+{
+	char out[CLI_QUEUE_ID_LEN + 1];
+
+	CHECK(cli_queue_id_parse("0c9s4x7k2m1hq3z8r5w", out));
+	CHECK_STR(out, "0c9s4x7k2m1hq3z8r5w");
+	CHECK(cli_queue_id_parse("0C9S4X7K2M1HQ3Z8R5W", out));
+	CHECK_STR(out, "0c9s4x7k2m1hq3z8r5w");
+	CHECK(cli_queue_id_parse("zzzzzzzzzzzzzzzzzzz", out));
+	CHECK(!cli_queue_id_parse("", out));
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5", out));   /* 18 */
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5wx", out)); /* 20 */
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5i", out));  /* no i */
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5l", out));  /* no l */
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5o", out));  /* no o */
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5u", out));  /* no u */
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5-", out));
+	CHECK(!cli_queue_id_parse("../../../etc/passwd", out));
+	CHECK(!cli_queue_id_parse("0c9s4x7k2m1hq3z8r5\xc3", out));
+}
+
+/* Everything help prints goes through a memory stream. */
+static char *
+help_text(int which, const struct cli_noun *noun, const struct cli_command *cmd)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (which == 0)
+		cli_help_overview(f);
+	else if (which == 1)
+		cli_help_noun(f, noun);
+	else
+		cli_help_command(f, noun, cmd);
+	fclose(f);
+	return text;
+}
+
+static void
+test_help(void)
+{
+	const struct cli_noun *q = &cli_queue_noun;
+	char *text;
+
+	text = help_text(0, NULL, NULL);
+	CHECK(strstr(text, "  queue list [--relay URL]") != NULL);
+	CHECK(strstr(text, "  queue show ID [--relay URL]") != NULL);
+	CHECK(strstr(text, "  queue retry [ID] [--relay URL]") != NULL);
+	CHECK(strstr(text, "  queue delete ID [--relay URL]") != NULL);
+	CHECK(strstr(text, "MAILCTL_RELAY_URL") != NULL);
+	for (char *p = text, *nl; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		CHECK(nl != NULL && nl - p <= 79); /* fits a terminal */
+		if (nl == NULL)
+			break;
+	}
+	free(text);
+	text = help_text(1, q, NULL);
+	CHECK(strstr(text, "MC_RELAY_1_ADMIN_URL") != NULL);
+	CHECK(strstr(text, "queue retry [ID]") != NULL);
+	free(text);
+	CHECK(q->ncommands == 4);
+	for (size_t i = 0; i < q->ncommands; i++) {
+		text = help_text(2, q, &q->commands[i]);
+		CHECK(strstr(text, "--relay URL") != NULL);
+		CHECK(strstr(text, "--json") != NULL);
+		CHECK(q->commands[i].options == CLI_OPT_RELAY);
+		free(text);
+	}
 }
 
 /* Feed text through a pipe to cli_password_read_line. */
@@ -236,6 +330,91 @@ static _Atomic int fake_mode;
 static _Atomic unsigned long long fake_applied; /* node "a"'s version */
 static _Atomic int fake_stop;
 static _Atomic int fake_requests;
+static _Atomic int fake_queue_empty;
+/* The last queue request: its body and id (read after the CLI returned,
+ * i.e. after the reply was sent). */
+static _Atomic int fake_queue_body;
+static char fake_queue_id[64];
+
+/* The one message the fake relay knows by id; a second one (null sender)
+ * is only listed. */
+#define FAKE_QUEUE_ID "0c9s4x7k2m1hq3z8r5w"
+#define FAKE_QUEUE_ID2 "0c9s4x7k2m1hq3z8r60"
+
+static Mc__QueueMessage *
+fake_queue_message(int which)
+{
+	static Mc__QueueRecipient r[4];
+	static Mc__QueueRecipient *r1[3] = {&r[0], &r[1], &r[2]};
+	static Mc__QueueRecipient *r2[1] = {&r[3]};
+	static Mc__QueueMessage m[2];
+	int64_t now = (int64_t)time(NULL);
+
+	for (size_t i = 0; i < 4; i++)
+		mc__queue_recipient__init(&r[i]);
+	r[0].address = (char *)"bob@x.org";
+	r[0].state = (char *)"delivered";
+	r[0].attempts = 1;
+	r[1].address = (char *)"carol@y.org";
+	r[1].state = (char *)"pending";
+	r[1].attempts = 2;
+	r[1].next_attempt = now + 270;
+	/* A remote server's reply: tab, ESC and a UTF-8 C1 control (CSI). */
+	r[1].last_error = (char *)"451 4.3.0\ttry later\x1b[31m\xc2\x9b!";
+	r[2].address = (char *)"dave@y.org";
+	r[2].state = (char *)"pending";
+	r[2].attempts = 2;
+	r[2].next_attempt = now + 600;
+	r[2].last_error = (char *)"421 busy";
+	r[3].address = (char *)"erin@x.org";
+	r[3].state = (char *)"pending";
+	mc__queue_message__init(&m[0]);
+	m[0].id = (char *)FAKE_QUEUE_ID;
+	m[0].sender = (char *)"alice@x.org";
+	m[0].size = 1536;
+	m[0].received = now - 300;
+	m[0].n_recipients = 3;
+	m[0].recipients = r1;
+	mc__queue_message__init(&m[1]);
+	m[1].id = (char *)FAKE_QUEUE_ID2;
+	m[1].size = 100;
+	m[1].received = now - 3 * 3600;
+	m[1].n_recipients = 1;
+	m[1].recipients = r2;
+	return &m[which];
+}
+
+static void
+fake_queue_reply(Mc__Response *resp, const Mc__Request *req)
+{
+	static Mc__QueueMessage *msgs[2];
+	static Mc__QueueList list;
+	const char *id = "";
+
+	fake_queue_body = (int)req->body_case;
+	if (req->body_case == MC__REQUEST__BODY_QUEUE_SHOW)
+		id = req->queue_show->id;
+	else if (req->body_case == MC__REQUEST__BODY_QUEUE_RETRY)
+		id = req->queue_retry->id;
+	else if (req->body_case == MC__REQUEST__BODY_QUEUE_DELETE)
+		id = req->queue_delete->id;
+	snprintf(fake_queue_id, sizeof(fake_queue_id), "%s", id);
+	if (req->body_case == MC__REQUEST__BODY_QUEUE_LIST) {
+		mc__queue_list__init(&list);
+		msgs[0] = fake_queue_message(0);
+		msgs[1] = fake_queue_message(1);
+		list.n_messages = fake_queue_empty ? 0 : 2;
+		list.messages = msgs;
+		resp->body_case = MC__RESPONSE__BODY_QUEUE_LIST;
+		resp->queue_list = &list;
+	} else if (*id != '\0' && strcmp(id, FAKE_QUEUE_ID) != 0) {
+		resp->status = MC__STATUS__STATUS_NOT_FOUND;
+		resp->error = (char *)"no such message in the queue";
+	} else if (req->body_case == MC__REQUEST__BODY_QUEUE_SHOW) {
+		resp->body_case = MC__RESPONSE__BODY_QUEUE_MESSAGE;
+		resp->queue_message = fake_queue_message(0);
+	}
+}
 
 static void
 fake_status_reply(Mc__Response *resp, Mc__StatusInfo *st, Mc__Node **nodes)
@@ -275,6 +454,10 @@ fake_answer(nng_socket sock, const Mc__Request *req)
 		resp.error = (char *)"domain x.org does not exist";
 	} else if (req->body_case == MC__REQUEST__BODY_STATUS) {
 		fake_status_reply(&resp, &st, nodes);
+	} else if (req->body_case >= MC__REQUEST__BODY_QUEUE_LIST &&
+	           req->body_case <= MC__REQUEST__BODY_QUEUE_DELETE) {
+		resp.version = 0; /* relays have no configuration version */
+		fake_queue_reply(&resp, req);
 	} else {
 		dom.id = 99;
 		dom.name = (char *)"x.org";
@@ -410,6 +593,329 @@ test_exchange(const char *url, const char *token_file)
 	cli_fini(&cli);
 }
 
+/* Run fn with stdout and stderr captured (heap strings for the caller). */
+static int
+captured(int (*fn)(struct cli *), struct cli *cli, char **out_r, char **err_r)
+{
+	FILE *fo = tmpfile(), *fe = tmpfile();
+	int out = dup(1), err = dup(2);
+	char **bufs[2] = {out_r, err_r};
+	FILE *files[2] = {fo, fe};
+	int ret;
+
+	fflush(stdout);
+	fflush(stderr);
+	dup2(fileno(fo), 1);
+	dup2(fileno(fe), 2);
+	ret = fn(cli);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(out, 1);
+	dup2(err, 2);
+	close(out);
+	close(err);
+	for (int i = 0; i < 2; i++) {
+		long len;
+
+		fseek(files[i], 0, SEEK_END);
+		len = ftell(files[i]);
+		rewind(files[i]);
+		*bufs[i] = mc_malloc((size_t)len + 1);
+		if (fread(*bufs[i], 1, (size_t)len, files[i]) != (size_t)len)
+			abort();
+		fclose(files[i]);
+	}
+	return ret;
+}
+
+static int
+run_cmd(struct cli *cli)
+{
+	return cli->cmd->run(cli);
+}
+
+/* Runs "queue VERB OPERANDS..." with the relay at url; the controller URL
+ * is deliberately unset. Output in *out_r / *err_r (free both). */
+static int
+queue_cmd(const char *url, const char *token_file, bool json,
+          const char *const *words, char **out_r, char **err_r)
+{
+	struct cli cli;
+	int ret = -1;
+
+	memset(&cli, 0, sizeof(cli));
+	cli.args.relay_url = url;
+	cli.args.token_file = token_file;
+	cli.args.timeout_ms = 2000;
+	cli.args.json = json;
+	cli.noun = &cli_queue_noun;
+	for (size_t i = 0; i < cli_queue_noun.ncommands; i++)
+		if (strcmp(cli_queue_noun.commands[i].verb, words[0]) == 0)
+			cli.cmd = &cli_queue_noun.commands[i];
+	cli.operands = words + 1;
+	while (words[1 + cli.noperands] != NULL)
+		cli.noperands++;
+	if (fake_mode == FAKE_SILENT)
+		cli.args.timeout_ms = 200;
+	if (cli.cmd != NULL)
+		ret = captured(run_cmd, &cli, out_r, err_r);
+	cli_fini(&cli);
+	return ret;
+}
+
+/* Runs of two or more spaces (table padding) become " | ". */
+static void
+squash(char *s)
+{
+	char *w = s;
+
+	for (const char *r = s; *r != '\0';) {
+		if (r[0] == ' ' && r[1] == ' ') {
+			while (*r == ' ')
+				r++;
+			memcpy(w, " | ", 3);
+			w += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+static json_t *
+json_doc(const char *text)
+{
+	json_error_t jerr;
+
+	return json_loads(text, 0, &jerr);
+}
+
+static void
+test_queue_list(const char *url, const char *tok)
+{
+	char *out, *err;
+	json_t *doc, *m0, *m1, *r;
+
+	CHECK(queue_cmd(url, tok, false, (const char *[]){"list", NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK(fake_queue_body == MC__REQUEST__BODY_QUEUE_LIST);
+	squash(out);
+	CHECK_STR(out,
+	          "ID | AGE | SIZE | SENDER | RECIPIENTS | NEXT ATTEMPT | "
+	          "LAST ERROR\n" FAKE_QUEUE_ID " | 5m | 1.5 KiB | "
+	          "alice@x.org | 2/3 | in 4m | 451 4.3.0 try later?[31m?"
+	          "?!\n" FAKE_QUEUE_ID2 " | 3h | 100 B | <> | 1/1 | now | -\n");
+	CHECK_STR(err, "");
+	free(out);
+	free(err);
+
+	CHECK(queue_cmd(url, tok, true, (const char *[]){"list", NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	doc = json_doc(out);
+	CHECK(doc != NULL &&
+	      json_array_size(json_object_get(doc, "messages")) == 2);
+	m0 = json_array_get(json_object_get(doc, "messages"), 0);
+	m1 = json_array_get(json_object_get(doc, "messages"), 1);
+	CHECK_STR(json_string_value(json_object_get(m0, "id")), FAKE_QUEUE_ID);
+	CHECK_STR(json_string_value(json_object_get(m0, "sender")),
+	          "alice@x.org");
+	CHECK(json_integer_value(json_object_get(m0, "size")) == 1536);
+	CHECK(json_integer_value(json_object_get(m0, "received")) > 0);
+	CHECK(json_array_size(json_object_get(m0, "recipients")) == 3);
+	r = json_array_get(json_object_get(m0, "recipients"), 1);
+	CHECK_STR(json_string_value(json_object_get(r, "address")),
+	          "carol@y.org");
+	CHECK_STR(json_string_value(json_object_get(r, "state")), "pending");
+	CHECK(json_integer_value(json_object_get(r, "attempts")) == 2);
+	CHECK(json_integer_value(json_object_get(r, "next_attempt")) > 0);
+	CHECK_STR(json_string_value(json_object_get(r, "last_error")),
+	          "451 4.3.0\ttry later\x1b[31m\xc2\x9b!"); /* escaped */
+	r = json_array_get(json_object_get(m0, "recipients"), 0);
+	CHECK(json_is_null(json_object_get(r, "last_error")));
+	CHECK_STR(json_string_value(json_object_get(m1, "sender")), "");
+	json_decref(doc);
+	free(out);
+	free(err);
+
+	fake_queue_empty = 1;
+	CHECK(queue_cmd(url, tok, false, (const char *[]){"list", NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK(strstr(out, "LAST ERROR\n(none)\n") != NULL);
+	free(out);
+	free(err);
+	CHECK(queue_cmd(url, tok, true, (const char *[]){"list", NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	doc = json_doc(out);
+	CHECK(doc != NULL && json_is_array(json_object_get(doc, "messages")) &&
+	      json_array_size(json_object_get(doc, "messages")) == 0);
+	json_decref(doc);
+	free(out);
+	free(err);
+	fake_queue_empty = 0;
+}
+
+#define SHOW_HEAD                                                              \
+	"id:        " FAKE_QUEUE_ID "\nsender:    alice@x.org\n"               \
+	"size:      1.5 KiB (1536 bytes)\nreceived:  "
+
+static void
+test_queue_show(const char *url, const char *tok)
+{
+	char *out, *err;
+	json_t *doc, *m;
+
+	CHECK(queue_cmd(url, tok, false,
+	                (const char *[]){"show", FAKE_QUEUE_ID, NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK_STR(fake_queue_id, FAKE_QUEUE_ID);
+	CHECK(strncmp(out, SHOW_HEAD, strlen(SHOW_HEAD)) == 0);
+	CHECK(strstr(out, " (5m ago)\n\n") != NULL);
+	squash(out);
+	CHECK(strstr(out, "\nRECIPIENT | STATE | ATTEMPTS | NEXT ATTEMPT | "
+	                  "LAST ERROR\nbob@x.org | delivered | 1 | - | -\n"
+	                  "carol@y.org | pending | 2 | ") != NULL);
+	CHECK(strstr(out, " (in 4m) | 451 4.3.0 try later?[31m?"
+	                  "?!\n"
+	                  "dave@y.org | pending | 2 | ") != NULL);
+	CHECK(strstr(out, " (in 10m) | 421 busy\n") != NULL);
+	free(out);
+	free(err);
+
+	CHECK(queue_cmd(url, tok, true,
+	                (const char *[]){"show", FAKE_QUEUE_ID, NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	doc = json_doc(out);
+	m = json_object_get(doc, "message");
+	CHECK_STR(json_string_value(json_object_get(m, "id")), FAKE_QUEUE_ID);
+	CHECK(json_array_size(json_object_get(m, "recipients")) == 3);
+	json_decref(doc);
+	free(out);
+	free(err);
+
+	/* Not in the queue: the relay says so, exit 1. */
+	CHECK(queue_cmd(url, tok, true,
+	                (const char *[]){"show", FAKE_QUEUE_ID2, NULL}, &out,
+	                &err) == CLI_EXIT_REFUSED);
+	doc = json_doc(out);
+	CHECK_STR(json_string_value(json_object_get(doc, "status")),
+	          "not found");
+	CHECK(strstr(err, "no such message") != NULL);
+	json_decref(doc);
+	free(out);
+	free(err);
+}
+
+static void
+test_queue_change(const char *url, const char *tok)
+{
+	char *out, *err;
+
+	CHECK(queue_cmd(url, tok, false,
+	                (const char *[]){"retry", FAKE_QUEUE_ID, NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK(fake_queue_body == MC__REQUEST__BODY_QUEUE_RETRY);
+	CHECK_STR(fake_queue_id, FAKE_QUEUE_ID);
+	CHECK_STR(out, FAKE_QUEUE_ID " scheduled for immediate retry\n");
+	free(out);
+	free(err);
+	CHECK(queue_cmd(url, tok, false, (const char *[]){"retry", NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK_STR(fake_queue_id, "");
+	CHECK_STR(out, "every queued message scheduled for immediate retry\n");
+	free(out);
+	free(err);
+	CHECK(queue_cmd(url, tok, true, (const char *[]){"retry", NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK_STR(out, "{\n  \"ok\": true\n}\n");
+	free(out);
+	free(err);
+	CHECK(queue_cmd(url, tok, false,
+	                (const char *[]){"retry", FAKE_QUEUE_ID2, NULL}, &out,
+	                &err) == CLI_EXIT_REFUSED);
+	free(out);
+	free(err);
+
+	/* Upper case is accepted and sent lower-cased. */
+	CHECK(queue_cmd(url, tok, false,
+	                (const char *[]){"delete", "0C9S4X7K2M1HQ3Z8R5W", NULL},
+	                &out, &err) == CLI_EXIT_OK);
+	CHECK(fake_queue_body == MC__REQUEST__BODY_QUEUE_DELETE);
+	CHECK_STR(fake_queue_id, FAKE_QUEUE_ID);
+	CHECK_STR(out, "deleted " FAKE_QUEUE_ID "\n");
+	free(out);
+	free(err);
+	CHECK(queue_cmd(url, tok, true,
+	                (const char *[]){"delete", FAKE_QUEUE_ID, NULL}, &out,
+	                &err) == CLI_EXIT_OK);
+	CHECK_STR(out, "{\n  \"ok\": true\n}\n");
+	free(out);
+	free(err);
+	CHECK(queue_cmd(url, tok, false,
+	                (const char *[]){"delete", FAKE_QUEUE_ID2, NULL}, &out,
+	                &err) == CLI_EXIT_REFUSED);
+	CHECK(strstr(err, "not found: no such message in the queue") != NULL);
+	free(out);
+	free(err);
+}
+
+/* Usage errors send nothing; a relay away or silent is exit 3. */
+static void
+test_queue_errors(const char *url, const char *tok, const char *nowhere)
+{
+	static const char *const bad[][3] = {
+	        {"show", "0c9s4x7k2m1hq3z8r5", NULL},
+	        {"show", "../0c9s4x7k2m1hq3z8r", NULL},
+	        {"retry", "0c9s4x7k2m1hq3z8r5i", NULL},
+	        {"delete", "0c9s4x7k2m1hq3z8r5w0", NULL},
+	};
+	int before = fake_requests;
+	char *out, *err;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(queue_cmd(url, tok, false, bad[i], &out, &err) ==
+		      CLI_EXIT_USAGE);
+		CHECK(strstr(err, "invalid queue id") != NULL);
+		free(out);
+		free(err);
+	}
+	CHECK(queue_cmd(NULL, tok, true, (const char *[]){"list", NULL}, &out,
+	                &err) == CLI_EXIT_USAGE);
+	CHECK(strstr(err, "no relay admin URL: use --relay or "
+	                  "MAILCTL_RELAY_URL; deploy/local/cluster puts "
+	                  "MC_RELAY_1_ADMIN_URL in cluster.env") != NULL);
+	CHECK(strstr(out, "\"status\": \"usage\"") != NULL);
+	free(out);
+	free(err);
+	CHECK(fake_requests == before);
+
+	CHECK(queue_cmd(nowhere, tok, false, (const char *[]){"list", NULL},
+	                &out, &err) == CLI_EXIT_UNREACHABLE);
+	CHECK(strstr(err, "relay unreachable") != NULL);
+	free(out);
+	free(err);
+	fake_mode = FAKE_SILENT;
+	CHECK(queue_cmd(url, tok, false,
+	                (const char *[]){"delete", FAKE_QUEUE_ID, NULL}, &out,
+	                &err) == CLI_EXIT_UNREACHABLE);
+	CHECK(strstr(err, "no answer from relay at ") != NULL);
+	free(out);
+	free(err);
+	fake_mode = FAKE_OK;
+}
+
+static void
+test_queue(const char *url, const char *tok)
+{
+	char nowhere[128];
+
+	snprintf(nowhere, sizeof(nowhere), "ipc:///tmp/mc_cli_test_%d.none",
+	         (int)getpid());
+	test_queue_list(url, tok);
+	test_queue_show(url, tok);
+	test_queue_change(url, tok);
+	test_queue_errors(url, tok, nowhere);
+}
+
 static void
 test_controller(void)
 {
@@ -437,6 +943,7 @@ test_controller(void)
 	CHECK(mc_rpc_listen(sock, url, NULL, &error) == 0);
 	pthread_create(&thread, NULL, fake_controller, &sock);
 	test_exchange(url, token_file);
+	test_queue(url, token_file);
 	CHECK(fake_requests > 5);
 	fake_stop = 1;
 	pthread_join(thread, NULL);
@@ -452,6 +959,8 @@ main(void)
 	test_formats();
 	test_args();
 	test_password();
+	test_queue_id();
+	test_help();
 	test_controller();
 	nng_fini(); /* so valgrind sees nng's threads gone */
 	return mc_test_done();

@@ -1,8 +1,9 @@
-/* mailctl's side of the admin API: connecting to the controller (a
- * blocking dial, so an absent controller fails at once with a clear
- * message), one request/response at a time with the --timeout deadline,
- * mapping the answer to an exit code, and the --wait loop that polls
- * StatusReq until every live node has applied a mutation's version. */
+/* mailctl's side of the admin API: connecting to the controller, or to a
+ * relay's admin_url for the queue commands (a blocking dial, so an absent
+ * peer fails at once with a clear message), one request/response at a time
+ * with the --timeout deadline, mapping the answer to an exit code, and the
+ * --wait loop that polls StatusReq until every live node has applied a
+ * mutation's version. */
 #include "cli.h"
 
 #include <errno.h>
@@ -21,7 +22,20 @@
 
 #define CLI_WAIT_POLL_MS 100
 
-/* Transports the controller can listen on (see lib/rpc.h). */
+/* Who mailctl talks to in this run: "controller" or "relay". */
+static const char *
+peer_name(const struct cli *cli)
+{
+	return cli->relay ? "relay" : "controller";
+}
+
+static const char *
+peer_url(const struct cli *cli)
+{
+	return cli->relay ? cli->args.relay_url : cli->args.url;
+}
+
+/* Transports the controller and relays can listen on (see lib/rpc.h). */
 static bool
 url_supported(const char *url)
 {
@@ -52,29 +66,35 @@ static int
 check_connection_args(const struct cli *cli)
 {
 	const struct cli_args *a = &cli->args;
+	const char *url = peer_url(cli);
 
-	if (a->url == NULL)
+	if (url == NULL && cli->relay)
+		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
+		                "no relay admin URL: use --relay or "
+		                "MAILCTL_RELAY_URL; deploy/local/cluster puts "
+		                "MC_RELAY_1_ADMIN_URL in cluster.env");
+	if (url == NULL)
 		return cli_fail(
 		        cli, CLI_EXIT_USAGE, "usage",
 		        "no controller URL: give --url or set MAILCTL_URL");
-	if (!url_supported(a->url))
+	if (!url_supported(url))
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
-		                "unsupported controller URL '%s': expected "
+		                "unsupported %s URL '%s': expected "
 		                "tcp://HOST:PORT, ipc:///PATH or "
 		                "tls+tcp://HOST:PORT",
-		                a->url);
+		                peer_name(cli), url);
 	if (a->token_file == NULL)
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
 		                "no admin token: give --token-file or set "
 		                "MAILCTL_TOKEN_FILE");
-	if (!mc_rpc_url_is_tls(a->url))
+	if (!mc_rpc_url_is_tls(url))
 		return CLI_EXIT_OK; /* TLS options only matter for tls+tcp */
 	if (a->tls_ca == NULL)
 		return cli_fail(
 		        cli, CLI_EXIT_USAGE, "usage",
 		        "%s needs --tls-ca (or MAILCTL_TLS_CA) to verify "
-		        "the controller's certificate",
-		        a->url);
+		        "the %s's certificate",
+		        url, peer_name(cli));
 	if ((a->tls_cert == NULL) != (a->tls_key == NULL))
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage",
 		                "--tls-cert and --tls-key go together");
@@ -112,15 +132,16 @@ cli_connect(struct cli *cli)
 	 * answer within --timeout is reported instead. */
 	nng_socket_set_ms(cli->sock, NNG_OPT_REQ_RESENDTIME,
 	                  NNG_DURATION_INFINITE);
-	if (mc_rpc_dial(cli->sock, cli->args.url, &tls, false, &error) < 0) {
+	if (mc_rpc_dial(cli->sock, peer_url(cli), &tls, false, &error) < 0) {
 		/* nng says only "Connection shutdown" or "Cryptographic
 		 * error" when the TLS handshake fails. */
-		if (mc_rpc_url_is_tls(cli->args.url) &&
+		if (mc_rpc_url_is_tls(peer_url(cli)) &&
 		    strstr(error, "refused") == NULL)
 			hint = " (TLS handshake: check --tls-ca, --tls-cert "
 			       "and --tls-key)";
 		return cli_fail(cli, CLI_EXIT_UNREACHABLE, "unreachable",
-		                "controller unreachable: %s%s", error, hint);
+		                "%s unreachable: %s%s", peer_name(cli), error,
+		                hint);
 	}
 	cli->connected = true;
 	return CLI_EXIT_OK;
@@ -134,8 +155,8 @@ call_raw(struct cli *cli, Mc__Request *req, unsigned timeout_ms,
 {
 	req->token = cli->token;
 	if (mc_rpc_call(cli->sock, req, timeout_ms, resp_r, error_r) < 0) {
-		*error_r = mc_errorf("no answer from controller at %s: %s",
-		                     cli->args.url, *error_r);
+		*error_r = mc_errorf("no answer from %s at %s: %s",
+		                     peer_name(cli), peer_url(cli), *error_r);
 		return -1;
 	}
 	return 0;

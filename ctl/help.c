@@ -7,7 +7,7 @@
 
 static const struct cli_noun *const help_nouns[] = {
         &cli_domain_noun, &cli_account_noun, &cli_alias_noun,
-        &cli_node_noun,   &cli_status_noun,
+        &cli_node_noun,   &cli_status_noun,  &cli_queue_noun,
 };
 
 #define HELP_NNOUNS (sizeof(help_nouns) / sizeof(help_nouns[0]))
@@ -21,8 +21,9 @@ static const char help_global[] =
         "                     tls+tcp://ctl.example.org:17400\n"
         "  --token-file PATH  file holding the admin token (env\n"
         "                     MAILCTL_TOKEN_FILE); never on the command line\n"
-        "  --tls-ca PATH      CA certificate that verifies the controller,\n"
-        "                     needed for tls+tcp:// (env MAILCTL_TLS_CA)\n"
+        "  --tls-ca PATH      CA certificate that verifies the controller\n"
+        "                     (or relay), needed for tls+tcp:// (env\n"
+        "                     MAILCTL_TLS_CA)\n"
         "  --tls-cert PATH    client certificate for mutual TLS (env\n"
         "                     MAILCTL_TLS_CERT)\n"
         "  --tls-key PATH     its private key (env MAILCTL_TLS_KEY)\n"
@@ -30,7 +31,7 @@ static const char help_global[] =
         "                     instead of tables; errors too, as\n"
         "                     {\"ok\":false,\"status\":...,\"error\":...}\n"
         "  --timeout MS       wait at most MS milliseconds for each reply\n"
-        "                     of the controller (default 5000)\n"
+        "                     of the controller or relay (default 5000)\n"
         "  -h, --help         show help; after a command, the command's\n"
         "  --version          print mailctl's version\n"
         "Options take their value as the next word or after '='\n"
@@ -45,13 +46,25 @@ static const char help_wait[] =
         "                     nodes are listed and the exit status is 4\n"
         "                     (the change itself stays committed).\n";
 
+static const char help_relay[] =
+        "Options for the queue commands:\n"
+        "  --relay URL        the relay to ask: its admin_url (env\n"
+        "                     MAILCTL_RELAY_URL), tcp://HOST:PORT,\n"
+        "                     ipc:///PATH or tls+tcp://HOST:PORT;\n"
+        "                     deploy/local/cluster puts MC_RELAY_1_ADMIN_URL\n"
+        "                     in cluster.env. The admin token and the TLS\n"
+        "                     options are the same as for the controller;\n"
+        "                     --url is not used.\n";
+
 static const char help_exit[] =
         "Exit status:\n"
         "  0  success\n"
-        "  1  the controller refused the request (not found, exists,\n"
-        "     invalid, conflict, unauthorized, unavailable, internal error)\n"
+        "  1  the controller or relay refused the request (not found,\n"
+        "     exists, invalid, conflict, unauthorized, unavailable,\n"
+        "     internal error)\n"
         "  2  usage or validation error (nothing was sent)\n"
-        "  3  controller unreachable or no answer within --timeout\n"
+        "  3  controller or relay unreachable, or no answer within\n"
+        "     --timeout\n"
         "  4  --wait timed out before every live node applied the change\n";
 
 static const char help_intro[] =
@@ -59,7 +72,8 @@ static const char help_intro[] =
         "Operator CLI of the mail cluster: manages domains, accounts and\n"
         "aliases and shows the nodes through mail-controller's admin API.\n"
         "Every change is committed by the controller as a new cluster\n"
-        "configuration version that nodes and relays apply live.\n\n"
+        "configuration version that nodes and relays apply live. The\n"
+        "queue commands ask one relay about the mail it holds.\n\n"
         "Commands:\n";
 
 static void
@@ -92,6 +106,8 @@ cli_help_overview(FILE *f)
 	fputs("\n", f);
 	fputs(help_wait, f);
 	fputs("\n", f);
+	fputs(help_relay, f);
+	fputs("\n", f);
 	fputs(help_exit, f);
 	fputs("\nRun 'mailctl COMMAND --help' for details on a command.\n", f);
 }
@@ -105,6 +121,8 @@ cli_help_noun(FILE *f, const struct cli_noun *noun)
 	        noun->name, noun->summary);
 	for (size_t j = 0; j < noun->ncommands; j++)
 		command_line(f, noun, &noun->commands[j]);
+	if (noun->help != NULL)
+		fprintf(f, "\n%s", noun->help);
 	fprintf(f,
 	        "\nRun 'mailctl %s COMMAND --help' for details and\n"
 	        "'mailctl --help' for the global options.\n",
@@ -124,6 +142,8 @@ cli_help_command(FILE *f, const struct cli_noun *noun,
 		fprintf(f, "\n%s", cmd->help);
 	if ((cmd->options & CLI_OPT_WAIT) != 0)
 		fprintf(f, "\n%s", help_wait);
+	if ((cmd->options & CLI_OPT_RELAY) != 0)
+		fprintf(f, "\n%s", help_relay);
 	fprintf(f,
 	        "\nGlobal options: --url URL, --token-file PATH, --tls-ca "
 	        "PATH,\n"

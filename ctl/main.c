@@ -1,7 +1,7 @@
 /* mailctl: the operator CLI. main() parses the command line, finds the
  * command in the nouns' tables, checks options and operand counts, and
  * hands over to the command's run function (domain.c, account.c, alias.c,
- * node.c); the exit code says what happened (see enum cli_exit). */
+ * node.c, queue.c); the exit code says what happened (see enum cli_exit). */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 static const struct cli_noun *const cli_nouns[] = {
         &cli_domain_noun, &cli_account_noun, &cli_alias_noun,
-        &cli_node_noun,   &cli_status_noun,
+        &cli_node_noun,   &cli_status_noun,  &cli_queue_noun,
 };
 
 #define CLI_NNOUNS (sizeof(cli_nouns) / sizeof(cli_nouns[0]))

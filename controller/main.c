@@ -153,5 +153,7 @@ out:
 	free(c.conninfo);
 	free(c.store_conninfo);
 	mc_daemon_fini(&d);
+	/* libuv's worker threads, with their OpenSSL per-thread state. */
+	uv_library_shutdown();
 	return ret;
 }

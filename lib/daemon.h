@@ -14,6 +14,7 @@
  *	    d.loop; on failure: mc_error(...), mc_daemon_fini(&d), return 1 ...
  *	mc_daemon_run(&d, node_stop, &node);   returns when the loop is empty
  *	mc_daemon_fini(&d);
+ *	uv_library_shutdown();   -- once per process: libuv's worker threads
  *	return d.exit_code;
  *
  * The stop function is called once, on the loop thread, for the first

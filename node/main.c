@@ -170,5 +170,7 @@ main(int argc, char **argv)
 	}
 	mc_daemon_run(&n.daemon, node_stop, &n);
 	mc_daemon_fini(&n.daemon);
+	/* libuv's worker threads, with their OpenSSL per-thread state. */
+	uv_library_shutdown();
 	return n.daemon.exit_code;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ctrl.h"
+#include "log.h"
 #include "mem.h"
 
 #define CTRL_NODE_NAME_MAX 64
@@ -164,8 +165,18 @@ ctrl_node_heartbeat(struct ctrl_req *r)
 	if (hr->known)
 		mailbox = ctrl_row_u64(res, 0, 0) == MC__NODE_KIND__NODE_KIND_MAILBOX;
 	PQclear(res);
-	if (mailbox && ctrl_leases_heartbeat(r, q->node_id, q->instance, hr) < 0)
+	if (hr->known && q->releasing) {
+		mc_info("node stopping node_id=%llu: leases released",
+		        (unsigned long long)q->node_id);
+		if (ctrl_exec(r, "UPDATE leases SET expires_at = now() WHERE"
+		                 " holder_id = $1 AND instance = $2",
+		              2, ctrl_u64(r, q->node_id), q->instance) < 0 ||
+		    ctrl_exec(r, "UPDATE nodes SET last_heartbeat = NULL WHERE id = $1",
+		              1, ctrl_u64(r, q->node_id)) < 0)
+			return -1;
+	} else if (mailbox && ctrl_leases_heartbeat(r, q->node_id, q->instance, hr) < 0) {
 		return -1;
+	}
 	res = ctrl_query(r, "SELECT version FROM cluster", 0);
 	if (res == NULL)
 		return -1;

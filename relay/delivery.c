@@ -70,6 +70,7 @@ msg_free(struct dl_msg *m)
 	relay_queue_envelope_free(&m->env);
 	relay_queue_envelope_free(&m->dsn_env);
 	free(m->work_error);
+	free(m->epochs);
 	free(m);
 }
 

@@ -35,6 +35,7 @@ struct dl_route {
 	char ip[MC_HOST_MAX + 1];
 	uint16_t port;
 	const char *node_name; /* the directory's, valid during the call */
+	uint64_t epoch;        /* the owner's lease epoch (DL_ROUTE_NODE) */
 	const char *enhanced;
 	char text[200];
 	bool long_retry; /* foreign domains: retry_max_ms, not backoff */
@@ -146,6 +147,7 @@ route_rcpt(const struct mc_directory *dir, const char *address,
 	}
 	r->kind = DL_ROUTE_NODE;
 	r->node_name = sh->node_name;
+	r->epoch = sh->epoch;
 	snprintf(r->note, sizeof(r->note), "lmtp:%s", sh->lmtp_address);
 }
 
@@ -161,7 +163,12 @@ dl_rekick(struct dl_msg *m)
 		if (r->state != RELAY_QUEUE_PENDING || r->next_attempt == 0)
 			continue;
 		route_rcpt(dir, r->address, &route);
-		if (strcmp(route.note, r->route) != 0)
+		/* A new route, or the same node under a new lease epoch (the
+		 * shard was taken over, e.g. by the node's own restart after
+		 * it had answered 451): try again now. */
+		if (strcmp(route.note, r->route) != 0 ||
+		    (route.kind == DL_ROUTE_NODE && m->epochs != NULL &&
+		     m->epochs[i] != 0 && m->epochs[i] != route.epoch))
 			r->next_attempt = 0; /* kept in memory until written */
 	}
 }
@@ -570,6 +577,9 @@ dl_attempt(struct dl_msg *m, int64_t now)
 			continue;
 		route_rcpt(dir, r->address, &rt);
 		if (rt.kind == DL_ROUTE_NODE) {
+			if (m->epochs == NULL)
+				m->epochs = mc_calloc(m->env->rcpt_count, sizeof(*m->epochs));
+			m->epochs[i] = rt.epoch;
 			if ((s = session_for(m, &rt)) != NULL)
 				s->idx[s->count++] = i;
 			continue; /* else: no slot now, it stays due */

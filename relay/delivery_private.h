@@ -76,6 +76,10 @@ struct dl_msg {
 	int fd;           /* content, while sessions run; -1 */
 	struct dl_bounce *bounces;
 	size_t bounce_count;
+	/* Per recipient: the shard owner's lease epoch when it was last sent
+	 * to a node (0 = never). A new epoch means a new owner or a restart:
+	 * dl_rekick makes the recipient due at once (memory only). */
+	uint64_t *epochs;
 	uv_work_t work;
 	/* Results of the worker job, read back on the loop. */
 	int work_rc;

@@ -7,6 +7,11 @@ torn down by `run_tests`, which also prints the final "N passed, N failed"
 line and sets the exit status. Only PIDs recorded by the cluster script are
 ever signalled, and only after checking their command line.
 
+Mail helpers (for the inbound tests): the relays' MX and nodes' LMTP
+addresses, SQL against the mailbox store (psql), blob bytes from the file
+or S3 test store, a raw SMTP client, and strip_trace to take off the
+Return-Path and Received headers the cluster adds to a delivered message.
+
 Environment: MC_BIN (build folder holding the binaries, set by ctest),
 MC_RPC_POKE (path of the rpc_poke tool), MC_KEEP=1 keeps the folder of a
 failed run for inspection. A sanitizer report (ASan, UBSan, LSan) in any
@@ -14,14 +19,18 @@ daemon log counts as one more failure.
 """
 
 import glob
+import hashlib
 import json
 import os
+import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -96,14 +105,18 @@ def var_of(name):
 
 class Cluster:
     def __init__(self, base_port, nodes=1, relays=1, fault_injection=False,
-                 tls=False):
+                 tls=False, blob=None, script_vars=None):
         self.base_port = base_port
         self.nodes = nodes
         self.relays = relays
         self.fault_injection = fault_injection
         self.tls = tls  # `up --tls`: mutual TLS on the control plane
+        self.blob_backend = blob  # `up --blob file|s3`; None: the default
+        # Extra MC_* settings for the script, e.g. {"MC_RETRY_BASE_MS": "500"}.
+        self.script_vars = dict(script_vars or {})
         self.dir = None
         self.env = {}
+        self.account_ids = {}
 
     # ---- lifecycle ----
 
@@ -116,6 +129,7 @@ class Cluster:
         e["MC_LOG_LEVEL"] = os.environ.get("MC_LOG_LEVEL", "debug")
         if self.fault_injection:
             e["MC_FAULT_INJECTION"] = "yes"
+        e.update(self.script_vars)
         return e
 
     def cluster(self, *args, check=True, timeout=120):
@@ -143,7 +157,13 @@ class Cluster:
 
     def up(self):
         self.clean_leftovers()
-        for port in (self.base_port, self.base_port + 1, self.base_port + 10):
+        ports = [self.base_port, self.base_port + 1, self.base_port + 10]
+        ports += [self.base_port + 20 + i for i in range(1, self.relays + 1)]
+        ports += [self.base_port + 60 + i for i in range(1, self.relays + 1)]
+        ports += [self.base_port + 40 + i for i in range(1, self.nodes + 1)]
+        if self.blob_backend == "s3":
+            ports.append(self.base_port + 30)
+        for port in ports:
             if not port_free(port):
                 raise AssertionError("port %d is in use: a cluster from an "
                                      "earlier run still up?" % port)
@@ -153,7 +173,9 @@ class Cluster:
         log("cluster dir %s, base port %d" % (self.dir, self.base_port))
         p = self.cluster("up", "--nodes", str(self.nodes), "--relays",
                          str(self.relays), "--base-port", str(self.base_port),
-                         *(["--tls"] if self.tls else []))
+                         *(["--tls"] if self.tls else []),
+                         *(["--blob", self.blob_backend]
+                           if self.blob_backend else []))
         log(p.stdout.rstrip())
 
     def reload_env(self):
@@ -265,6 +287,8 @@ class Cluster:
         for k in ("MAILCTL_TLS_CA", "MAILCTL_TLS_CERT", "MAILCTL_TLS_KEY"):
             if self.env.get(k):  # set by `up --tls` only
                 e[k] = self.env[k]
+        if self.env.get("MAILCTL_RELAY_URL"):  # relay-1's admin socket
+            e["MAILCTL_RELAY_URL"] = self.env["MAILCTL_RELAY_URL"]
         p = subprocess.run([self.env["MC_MAILCTL"]] + list(args), env=e,
                            input=input if input is not None else "",
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -321,6 +345,275 @@ class Cluster:
             return True
         wait_until(check, timeout, 0.05,
                    "directory.json files at version %d" % version)
+
+    # ---- mail ----
+
+    def endpoint(self, name, what):
+        """(host, port) of relay-N's "MX" or node-N's "LMTP" listener."""
+        host, port = self.env[var_of(name) + "_" + what].rsplit(":", 1)
+        return host, int(port)
+
+    def mx(self, name="relay-1"):
+        return self.endpoint(name, "MX")
+
+    def lmtp(self, name="node-1"):
+        return self.endpoint(name, "LMTP")
+
+    def kill9(self, name):
+        """SIGKILL a recorded daemon (only while its command line still
+        names its config file); returns its PID."""
+        pid = self.pid(name)
+        cfg = self.env.get(var_of(name) + "_CONFIG", "")
+        assert pid and pid_alive(pid) and cfg and cfg in self.cmdline(pid), \
+            "%s is not running (pid %r)" % (name, pid)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(pid), 10, what="%s gone" % name)
+        return pid
+
+    def store_sql(self, sql, timeout=30):
+        """Rows (lists of strings, None for NULL) of sql run by psql on the
+        mailbox store database (mail_store)."""
+        psql = shutil.which("psql") or "/usr/bin/psql"
+        p = subprocess.run([psql, "-X", "-q", "-A", "-t", "-F", "\x1f",
+                            "-P", "null=\x1e", "-v", "ON_ERROR_STOP=1",
+                            "-c", sql, self.env["MC_STORE_CONNINFO"]],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout)
+        if p.returncode != 0:
+            raise CommandError("psql %r: exit %d: %s" % (
+                sql, p.returncode, p.stderr.decode(errors="replace")))
+        rows = []
+        for line in p.stdout.decode("utf-8", "replace").split("\n"):
+            if line:
+                rows.append([None if v == "\x1e" else v
+                             for v in line.split("\x1f")])
+        return rows
+
+    def account_id(self, address):
+        if address not in self.account_ids:
+            self.account_ids[address] = int(
+                self.ok("account", "show", address)["account"]["id"])
+        return self.account_ids[address]
+
+    def mailbox(self, address, name="INBOX"):
+        """Messages of one mailbox of an account, by uid: dicts with uid,
+        sha256, size, message_id (parsed envelope), delivery_id."""
+        rows = self.store_sql(
+            "select m.uid, m.blob_sha256, m.size, m.envelope->>'message_id', "
+            "m.delivery_id from messages m join mailboxes b on "
+            "b.id = m.mailbox_id where b.account_id = %d and b.name = '%s' "
+            "order by m.uid" % (self.account_id(address),
+                                name.replace("'", "''")))
+        return [{"uid": int(r[0]), "sha256": r[1], "size": int(r[2]),
+                 "message_id": r[3], "delivery_id": r[4]} for r in rows]
+
+    def wait_mailbox(self, address, count, timeout=30, name="INBOX"):
+        """Poll until the mailbox holds at least count messages; returns
+        them (AssertionError with the last count after timeout)."""
+        def check():
+            msgs = self.mailbox(address, name)
+            return msgs if len(msgs) >= count else None
+        try:
+            return wait_until(check, timeout, 0.2,
+                              "%d messages in %s of %s" % (count, name, address))
+        except AssertionError:
+            raise AssertionError("%s of %s holds %d messages, want %d after "
+                                 "%.0fs" % (name, address,
+                                            len(self.mailbox(address, name)),
+                                            count, timeout))
+
+    def blob_path(self, sha):
+        if self.env.get("MC_BLOB") == "s3":
+            return os.path.join(self.env["MC_S3_DIR"], "data",
+                                self.env["MC_S3_BUCKET"],
+                                sha + "._S3rver_object")
+        return os.path.join(self.env["MC_BLOB_DIR"], sha[0:2], sha[2:4], sha)
+
+    def blob(self, sha):
+        """The bytes of a blob; checks they hash to their key."""
+        with open(self.blob_path(sha), "rb") as f:
+            data = f.read()
+        assert hashlib.sha256(data).hexdigest() == sha, \
+            "blob %s does not hash to its key" % sha
+        return data
+
+
+# ---- mail helpers ----
+
+def wait_port(host, port, timeout=20):
+    """Wait until something accepts TCP connections on host:port."""
+    def check():
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(check, timeout, 0.1, "a listener on %s:%d" % (host, port))
+
+
+def strip_trace(blob):
+    """Split a stored message into (Return-Path line, Received header with
+    its continuation lines, the rest: the bytes the client sent). Raises
+    AssertionError when the first two header fields are not those."""
+    m = re.match(br"(Return-Path: [^\r\n]*\r\n)"
+                 br"(Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)", blob)
+    assert m, "no Return-Path + Received at the top: %r" % blob[:300]
+    return m.group(1), m.group(2), blob[m.end():]
+
+
+def received_queue_id(received):
+    """The queue id in a Received header ("id <queueid>"), or None."""
+    m = re.search(br"\bid\s+([0-9a-z]{10,40})\b", received)
+    return m.group(1).decode() if m else None
+
+
+def header_value(data, name):
+    """The first value of a header field in a message's header (unfolded
+    and stripped), or None."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    m = re.search(br"(?im)^" + re.escape(name.encode()) +
+                  br":[ \t]*((?:[^\r\n]*)(?:\r\n[ \t][^\r\n]*)*)", head)
+    return re.sub(br"\r\n[ \t]+", b" ", m.group(1)).strip().decode(
+        "utf-8", "replace") if m else None
+
+
+class Smtp:
+    """A raw SMTP client socket: send bytes, read whole replies."""
+
+    def __init__(self, host, port, timeout=20):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """One complete reply as (code, text of its last line); (0, "")
+        when the server closed the connection."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return 0, " | ".join(lines)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            text = line.decode("utf-8", "replace")
+            lines.append(text)
+            if text[3:4] != "-":
+                code = int(text[:3]) if text[:3].isdigit() else -1
+                return code, text[4:]
+
+    def cmd(self, line):
+        self.send(line.encode() + b"\r\n" if isinstance(line, str)
+                  else line + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def data_contents(stream):
+    """The messages in a client's side of an SMTP conversation (commands
+    and DATA content, no TLS): each content after its DATA command up to
+    the lone dot, dot-unstuffed, with CRLF line ends."""
+    out, cur = [], None
+    for line in stream.split(b"\r\n"):
+        if cur is None:
+            if line.strip().upper() == b"DATA":
+                cur = []
+        elif line == b".":
+            out.append(b"".join(x + b"\r\n" for x in cur))
+            cur = None
+        else:
+            cur.append(line[1:] if line.startswith(b".") else line)
+    return out
+
+
+def swaks_sent(transcript):
+    """The content swaks put on the wire (from its transcript, plain or
+    TLS), dot-unstuffed with CRLF line ends."""
+    lines, inside = [], False
+    for line in transcript.split("\n"):
+        if line.startswith(("<-  354", "<~  354")):
+            inside = True
+            continue
+        if not inside or not line.startswith((" -> ", " ~> ")):
+            continue
+        text = line[4:].rstrip("\r")
+        if text == ".":
+            break
+        lines.append(text[1:] if text.startswith(".") else text)
+    return "".join(t + "\r\n" for t in lines).encode()
+
+
+class Recorder:
+    """A loopback TCP proxy to (host, port) that records what each client
+    sends (one bytearray per connection, in accept order), so a test can
+    learn exactly what a client such as smtp-source put on the wire.
+    Threads are daemons; close() stops accepting."""
+
+    def __init__(self, host, port):
+        self.target = (host, port)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(128)
+        self.port = self.lsock.getsockname()[1]
+        self.streams = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.lsock.accept()
+            except OSError:
+                return
+            buf = bytearray()
+            with self.lock:
+                self.streams.append(buf)
+            threading.Thread(target=self._pump, args=(client, buf),
+                             daemon=True).start()
+
+    def _pump(self, client, buf):
+        try:
+            server = socket.create_connection(self.target, timeout=30)
+        except OSError:
+            client.close()
+            return
+        socks = [client, server]
+        try:
+            while True:
+                ready, _, _ = select.select(socks, [], [], 120)
+                if not ready:
+                    return
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if sock is client:
+                        with self.lock:
+                            buf.extend(data)
+                        server.sendall(data)
+                    else:
+                        client.sendall(data)
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def contents(self):
+        """Every message content sent through the proxy so far."""
+        with self.lock:
+            streams = [bytes(b) for b in self.streams]
+        return [m for s in streams for m in data_contents(s)]
+
+    def close(self):
+        self.lsock.close()
 
 
 # ---- directory.json helpers ----

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "fileio.h"
 #include "mem.h"
 
 #define FILE_MODE 0640
@@ -88,44 +89,13 @@ blob_path(const struct file_backend *fb, const char *key, char out[PATH_MAX])
 	path_fmt(out, "%s/%.2s/%.2s/%s", fb->root, key, key + 2, key);
 }
 
-static int
-fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rv, e;
-
-	if (fd < 0)
-		return -1;
-	rv = fsync(fd);
-	e = errno;
-	close(fd);
-	errno = e;
-	return rv;
-}
-
 /* mkdir dir; when it was created, make its entry durable in parent. */
 static int
 ensure_dir(const char *dir, const char *parent)
 {
 	if (mkdir(dir, DIR_MODE) == 0)
-		return fsync_dir(parent);
+		return mc_fsync_dir(parent);
 	return errno == EEXIST ? 0 : -1;
-}
-
-static int
-write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* ---- operations (worker threads) ---- */
@@ -147,7 +117,7 @@ put_new(struct mc_blob_req *req, const char *dir, const char *path)
 		set_errno(req, "create", tmp, errno);
 		return;
 	}
-	if (write_all(fd, req->data, req->len) < 0) {
+	if (mc_write_all(fd, req->data, req->len) < 0) {
 		set_errno(req, "write", tmp, errno);
 		goto fail;
 	}
@@ -165,7 +135,7 @@ put_new(struct mc_blob_req *req, const char *dir, const char *path)
 		set_errno(req, "rename to", path, errno);
 		goto fail;
 	}
-	if (fsync_dir(dir) < 0) {
+	if (mc_fsync_dir(dir) < 0) {
 		set_errno(req, "fsync", dir, errno);
 		return; /* the blob is in place; durability unknown */
 	}
@@ -307,7 +277,7 @@ do_delete(const struct file_backend *fb, struct mc_blob_req *req)
 		return;
 	}
 	blob_dir(fb, req->key, 2, dir);
-	if (fsync_dir(dir) < 0) {
+	if (mc_fsync_dir(dir) < 0) {
 		set_errno(req, "fsync", dir, errno);
 		return;
 	}

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "fileio.h"
 #include "mem.h"
 
 /* Writes are batched: jansson's dump callback is called once per token. */
@@ -185,31 +186,6 @@ writer_cb(const char *data, size_t size, void *arg)
 	return 0;
 }
 
-/* fsync the directory holding path, so the rename itself is durable. */
-static int
-fsync_parent(const char *path, const char **error_r)
-{
-	const char *slash = strrchr(path, '/');
-	char *parent;
-	int fd, ret = 0;
-
-	if (slash == NULL)
-		parent = mc_strdup(".");
-	else if (slash == path)
-		parent = mc_strdup("/");
-	else
-		parent = mc_strndup(path, (size_t)(slash - path));
-	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0) {
-		*error_r = mc_errorf("%s: fsync: %s", parent, strerror(errno));
-		ret = -1;
-	}
-	if (fd >= 0)
-		close(fd);
-	free(parent);
-	return ret;
-}
-
 /* Write root to tmp (0600) and fsync it. */
 static int
 write_tmp(json_t *root, const char *tmp, const char **error_r)
@@ -276,8 +252,11 @@ mc_directory_save(const struct mc_directory *dir, const char *path,
 		unlink(tmp);
 		goto fail;
 	}
-	if (fsync_parent(path, error_r) < 0)
+	/* The rename itself must be durable too. */
+	if (mc_fsync_parent(path) < 0) {
+		*error_r = mc_errorf("%s: fsync of its folder: %s", path, strerror(errno));
 		goto fail;
+	}
 	ret = 0;
 fail:
 	json_decref(root);

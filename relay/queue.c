@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "error.h"
+#include "fileio.h"
 #include "log.h"
 #include "mem.h"
 
@@ -71,24 +72,6 @@ close_fd(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-static int
-write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 int
@@ -400,37 +383,15 @@ recover(struct relay_queue *q, const char **error_r)
 	return 0;
 }
 
-/* A new spool's own entry must be durable too, or a power loss could
- * take the first messages with it. */
-static int
-fsync_parent(const char *dir)
-{
-	char *parent = mc_strdup(dir), *slash;
-	int fd, ret;
-
-	while ((slash = strrchr(parent, '/')) != NULL && slash[1] == '\0' &&
-	       slash != parent)
-		*slash = '\0'; /* trailing slashes */
-	slash = strrchr(parent, '/');
-	if (slash == NULL)
-		strcpy(parent, ".");
-	else
-		slash[slash == parent ? 1 : 0] = '\0';
-	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ret = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
-	if (fd >= 0)
-		close(fd);
-	free(parent);
-	return ret;
-}
-
 static int
 open_dirs(struct relay_queue *q, const char **error_r)
 {
 	bool created = false;
 
 	if (mkdir(q->dir, 0700) == 0) {
-		if (fsync_parent(q->dir) < 0)
+		/* A new spool's own entry must be durable too, or a power
+		 * loss could take the first messages with it. */
+		if (mc_fsync_parent(q->dir) < 0)
 			goto fail;
 	} else if (errno != EEXIST) {
 		goto fail;
@@ -555,7 +516,7 @@ relay_queue_msg_too_big(const struct relay_queue_msg *msg)
 static int
 msg_flush(struct relay_queue_msg *msg, const char **error_r)
 {
-	if (write_all(msg->fd, msg->buf, msg->buf_len) < 0) {
+	if (mc_write_all(msg->fd, msg->buf, msg->buf_len) < 0) {
 		msg->failed = true;
 		*error_r = mc_errorf("%s/incoming/%s.msg: write: %s",
 		                     msg->q->dir, msg->id, strerror(errno));
@@ -590,7 +551,7 @@ relay_queue_append(struct relay_queue_msg *msg, const void *data, size_t len,
 	    msg_flush(msg, error_r) < 0)
 		return -1;
 	if (len >= RELAY_QUEUE_IO_BUF) {
-		if (write_all(msg->fd, data, len) == 0)
+		if (mc_write_all(msg->fd, data, len) == 0)
 			return 0;
 		msg->failed = true;
 		*error_r = mc_errorf("%s/incoming/%s.msg: write: %s",
@@ -645,7 +606,7 @@ write_file_synced(const struct relay_queue *q, int dir_fd, const char *where,
 	                O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | flags,
 	                0600);
 
-	if (fd < 0 || write_all(fd, data, strlen(data)) < 0 || fsync(fd) < 0) {
+	if (fd < 0 || mc_write_all(fd, data, strlen(data)) < 0 || fsync(fd) < 0) {
 		*error_r = mc_errorf("%s/%s/%s: %s", q->dir, where, name,
 		                     strerror(errno));
 		close_fd(&fd);

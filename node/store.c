@@ -273,8 +273,9 @@ node_store_deliver(struct node_store *st, const struct node_delivery *d,
 		r = allocate_uid(st, d, acc, mailbox_id, sizeof(mailbox_id), &uid,
 		                 &modseq, error_r);
 	if (r == NODE_STORE_OK) {
-		const char *params[8] = {mailbox_id, uid_s, modseq_s, d->blob_sha256,
-		                         size_s, date_s, d->delivery_id, d->envelope_json};
+		const char *params[9] = {mailbox_id, uid_s, modseq_s, d->blob_sha256,
+		                         size_s, date_s, d->delivery_id, d->envelope_json,
+		                         d->bodystructure_json};
 		PGresult *res;
 
 		snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)uid);
@@ -282,9 +283,10 @@ node_store_deliver(struct node_store *st, const struct node_delivery *d,
 		snprintf(size_s, sizeof(size_s), "%llu", (unsigned long long)d->size);
 		snprintf(date_s, sizeof(date_s), "%lld", (long long)d->internaldate);
 		res = q(st, "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
-		            " size, internaldate, delivery_id, envelope) VALUES"
-		            " ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8::jsonb)",
-		        8, params, error_r);
+		            " size, internaldate, delivery_id, envelope, bodystructure)"
+		            " VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8::jsonb,"
+		            " $9::jsonb)",
+		        9, params, error_r);
 		if (res == NULL)
 			r = NODE_STORE_TEMPFAIL;
 		else

@@ -35,6 +35,7 @@ struct node_delivery {
 	int64_t internaldate;     /* unix seconds */
 	const char *delivery_id;  /* e.g. "<queue id>/<recipient>", NULL = none */
 	const char *envelope_json; /* parsed header fields, NULL = none */
+	const char *bodystructure_json; /* MIME structure, NULL = none */
 };
 
 /* Connect and apply the store's migrations. */

@@ -2,8 +2,8 @@
  *
  * One message's way after the final dot, every step answering each
  * recipient with a 4xx when it fails, so the relay keeps the message:
- *   1. worker thread: SHA-256 of the blob (its key) and the parsed
- *      envelope (lib/imf) for IMAP;
+ *   1. worker thread: SHA-256 of the blob (its key), the parsed envelope
+ *      (lib/imf) and MIME structure (lib/mime) for IMAP;
  *   2. loop: the blob store put (write-once, content-addressed);
  *   3. loop: each recipient's shard lease is checked again (the epoch to
  *      fence with is taken now, not at RCPT time);
@@ -23,6 +23,7 @@
 #include "error.h"
 #include "imf.h"
 #include "log.h"
+#include "mime.h"
 #include "mem.h"
 #include "pool.h"
 #include "smtp_server.h"
@@ -65,6 +66,7 @@ struct lmtp_job {
 	size_t len;
 	char key[MC_BLOB_KEY_LEN + 1];
 	char *envelope_json;
+	char *bodystructure_json;
 	int64_t internaldate;
 	uv_work_t work;
 	char error[200]; /* a failure for every recipient, "" if none */
@@ -216,6 +218,7 @@ job_reply_and_free(struct lmtp_job *job)
 	rcpts_free(job->rcpts, job->rcpt_count);
 	free(job->blob);
 	free(job->envelope_json);
+	free(job->bodystructure_json);
 	free(job);
 }
 
@@ -233,6 +236,7 @@ store_job(struct node_store *store, const char *error, void *arg)
 		        .mailbox = "INBOX", .blob_sha256 = job->key, .size = job->len,
 		        .internaldate = job->internaldate, .delivery_id = delivery_id,
 		        .envelope_json = job->envelope_json,
+		        .bodystructure_json = job->bodystructure_json,
 		};
 		const char *err = NULL;
 
@@ -284,19 +288,25 @@ blob_put_done(void *arg, enum mc_blob_status status, const char *error)
 	node_store_pool_run(lmtp->set.store, store_job, store_done, job);
 }
 
-/* Worker thread: the blob's key and the envelope for IMAP. */
+/* Worker thread: the blob's key, and the envelope and MIME structure
+ * IMAP answers FETCH from without reading the blob. */
 static void
 hash_work(uv_work_t *w)
 {
 	struct lmtp_job *job = w->data;
 	struct mc_pool *pool = mc_pool_new();
 	struct mc_imf_envelope env;
+	struct mc_mime_message mime;
 	json_t *json;
 
 	mc_blob_key_of(job->blob, job->len, job->key);
 	mc_imf_envelope_parse(&env, pool, job->blob, job->len, NULL);
 	json = mc_imf_envelope_to_json(&env);
 	job->envelope_json = json_dumps(json, JSON_COMPACT);
+	json_decref(json);
+	mc_mime_parse(&mime, pool, job->blob, job->len, NULL);
+	json = mc_mime_to_json(&mime);
+	job->bodystructure_json = json_dumps(json, JSON_COMPACT);
 	json_decref(json);
 	mc_pool_free(&pool);
 }

@@ -8,7 +8,9 @@ move to the other one and delivery goes on.
 - node-2 stops cleanly (releasing its leases): node-1 takes every shard
   with a new epoch, and mail to node-2's former accounts is delivered
   through node-1;
-- node-2 comes back: the shards spread again and delivery still works.
+- node-2 comes back: the shards spread again and delivery still works;
+- the MIME structure of a multipart message is stored with offsets that
+  point into the stored blob.
 Retries are fast here (MC_RETRY_BASE_MS=300)."""
 
 import smtplib
@@ -122,6 +124,43 @@ def test_node_back_spreads_again(c):
     check_stored(c)
 
 
+def test_body_structure_stored(c):
+    """The node stores each message's MIME structure (lib/mime) with offsets
+    into the stored blob, for IMAP FETCH BODYSTRUCTURE and sections."""
+    import json
+    rcpt = "%s@%s" % (USERS[0], DOMAIN)
+    msg = ("From: <%s>\r\nSubject: parts\r\nMessage-ID: <parts@example.net>\r\n"
+           "MIME-Version: 1.0\r\n"
+           "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+           "preamble\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+           "hello\r\n--b1\r\nContent-Type: application/pdf\r\n"
+           "Content-Disposition: attachment; filename=\"a.pdf\"\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n"
+           % SENDER).encode()
+    host, port = c.mx()
+    s = smtplib.SMTP(host, port, timeout=30)
+    try:
+        assert s.sendmail(SENDER, [rcpt], msg) == {}
+    finally:
+        s.quit()
+    state["sent"].setdefault(rcpt, []).append("<parts@example.net>")
+    check_stored(c)
+    rows = c.store_sql(
+        "select m.bodystructure, m.blob_sha256 from messages m join mailboxes b"
+        " on b.id = m.mailbox_id where b.account_id = %d and"
+        " m.envelope->>'message_id' = '<parts@example.net>'" % c.account_id(rcpt))
+    assert len(rows) == 1 and rows[0][0] is not None, rows
+    bs = json.loads(rows[0][0])["root"]
+    assert (bs["type"], bs["subtype"]) == ("multipart", "mixed"), bs
+    text, pdf = bs["parts"]
+    assert (text["type"], text["subtype"]) == ("text", "plain")
+    assert (pdf["subtype"], pdf["encoding"]) == ("pdf", "BASE64")
+    assert pdf["disposition"]["type"] == "attachment"
+    blob = c.blob(rows[0][1])
+    assert blob[text["body_offset"]:text["body_offset"] + text["body_size"]] \
+        == b"hello", "offsets do not point into the stored blob"
+
+
 if __name__ == "__main__":
     run_tests(Cluster(base_port=28210, nodes=2, script_vars={
         "MC_RETRY_BASE_MS": "300", "MC_RETRY_MAX_MS": "1500"}), [
@@ -129,4 +168,5 @@ if __name__ == "__main__":
         ("delivery to each shard's owner", test_delivery_to_both_owners),
         ("failover when a node stops", test_failover_when_a_node_stops),
         ("node back: shards spread again", test_node_back_spreads_again),
+        ("body structure stored", test_body_structure_stored),
     ])

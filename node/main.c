@@ -100,6 +100,24 @@ out:
 	return rv;
 }
 
+/* Worker: open a store connection now, which applies the store's schema
+ * migrations, so the schema exists before the first delivery (readers such
+ * as `mailctl account show` depend on it). If Postgres is away, the next
+ * store job simply tries again. */
+static void
+store_warm(struct node_store *store, const char *error, void *arg)
+{
+	(void)arg;
+	if (store == NULL)
+		mc_warn("mailbox store not reachable yet error=\"%s\"", error);
+}
+
+static void
+store_warm_done(void *arg)
+{
+	(void)arg;
+}
+
 /* LMTP delivery: the store, the blob store and the listener. */
 static int
 lmtp_start(struct node *n, const char *listen, const char **error_r)
@@ -119,6 +137,7 @@ lmtp_start(struct node *n, const char *listen, const char **error_r)
 	    blob_open(n, blob_url, error_r) < 0)
 		return -1;
 	n->store = node_store_pool_new(n->daemon.loop, store_pg, (unsigned)conns);
+	node_store_pool_run(n->store, store_warm, store_warm_done, NULL);
 	ls.host = host;
 	ls.max_message = max_message;
 	ls.blob = n->blob;

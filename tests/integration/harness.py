@@ -18,6 +18,7 @@ failed run for inspection. A sanitizer report (ASan, UBSan, LSan) in any
 daemon log counts as one more failure.
 """
 
+import collections
 import glob
 import hashlib
 import json
@@ -421,6 +422,29 @@ class Cluster:
                                  "%.0fs" % (name, address,
                                             len(self.mailbox(address, name)),
                                             count, timeout))
+
+    def check_exactly_once(self, address, want, timeout, settle):
+        """Wait until the INBOX of address holds len(want) messages, then
+        settle seconds more (a duplicate would show up late); each sent
+        Message-ID (the keys of want) must be there exactly once, nothing
+        else, and each stored blob after the trace headers byte-identical
+        to the sent bytes (want's values). Returns the stored messages."""
+        self.wait_mailbox(address, len(want), timeout=timeout)
+        time.sleep(settle)
+        msgs = self.mailbox(address)
+        counts = collections.Counter(m["message_id"] for m in msgs)
+        missing = sorted(set(want) - set(counts))
+        twice = sorted(k for k, n in counts.items() if n > 1)
+        extra = sorted(set(counts) - set(want))
+        assert not missing and not twice and not extra, \
+            "%s: missing %r, twice %r, unexpected %r" % (address, missing,
+                                                         twice, extra)
+        for m in msgs:
+            _, _, rest = strip_trace(self.blob(m["sha256"]))
+            assert hashlib.sha256(rest).digest() == \
+                hashlib.sha256(want[m["message_id"]]).digest(), \
+                "%s changed on the way" % m["message_id"]
+        return msgs
 
     def blob_path(self, sha):
         if self.env.get("MC_BLOB") == "s3":

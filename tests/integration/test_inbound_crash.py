@@ -16,12 +16,10 @@ MC_RETRY_MAX_MS=1500)."""
 
 import collections
 import concurrent.futures
-import hashlib
 import os
 import smtplib
-import time
 
-from harness import (Cluster, log, run_tests, strip_trace, wait_port,
+from harness import (Cluster, log, run_tests, wait_port,
                      wait_until)
 
 DOMAIN = "crash.test"
@@ -79,26 +77,9 @@ def close_all(conns):
 
 
 def check_exactly_once(c, address, settle=3.0):
-    """Wait for every message sent to address, then settle seconds more
-    (a duplicate would show up late); each Message-ID exactly once and
-    byte-identical after the trace headers."""
-    want = sent[address]
-    c.wait_mailbox(address, len(want), timeout=WAIT)
-    time.sleep(settle)
-    msgs = c.mailbox(address)
-    counts = collections.Counter(m["message_id"] for m in msgs)
-    missing = sorted(set(want) - set(counts))
-    twice = sorted(k for k, n in counts.items() if n > 1)
-    extra = sorted(set(counts) - set(want))
-    assert not missing and not twice and not extra, \
-        "%s: missing %r, twice %r, unexpected %r" % (address, missing,
-                                                     twice, extra)
-    for m in msgs:
-        _, _, rest = strip_trace(c.blob(m["sha256"]))
-        assert hashlib.sha256(rest).digest() == \
-            hashlib.sha256(want[m["message_id"]]).digest(), \
-            "%s changed on the way" % m["message_id"]
-    return len(msgs)
+    """Every message sent to address stored once, byte-identical
+    (harness Cluster.check_exactly_once)."""
+    return len(c.check_exactly_once(address, sent[address], WAIT, settle))
 
 
 def queued(c, name="relay-1"):

@@ -11,13 +11,12 @@ script runs on BASE+30.
 - `mailctl account show --json` reports the INBOX count and size."""
 
 import collections
-import hashlib
 import os
 import smtplib
 import stat
 import time
 
-from harness import Cluster, run_tests, strip_trace, wait_port, wait_until
+from harness import Cluster, run_tests, wait_port, wait_until
 
 DOMAIN = "s3.test"
 SENDER = "sender@example.net"
@@ -59,23 +58,9 @@ def send(c, rcpt, tag, i, size=500):
 
 
 def check_exactly_once(c, address, settle=2.0):
-    want = sent[address]
-    c.wait_mailbox(address, len(want), timeout=WAIT)
-    time.sleep(settle)
-    msgs = c.mailbox(address)
-    counts = collections.Counter(m["message_id"] for m in msgs)
-    missing = sorted(set(want) - set(counts))
-    twice = sorted(k for k, n in counts.items() if n > 1)
-    extra = sorted(set(counts) - set(want))
-    assert not missing and not twice and not extra, \
-        "%s: missing %r, twice %r, unexpected %r" % (address, missing,
-                                                     twice, extra)
-    for m in msgs:
-        # c.blob reads the object from the S3 server's data folder.
-        _, _, rest = strip_trace(c.blob(m["sha256"]))
-        assert hashlib.sha256(rest).digest() == \
-            hashlib.sha256(want[m["message_id"]]).digest(), m
-    return msgs
+    """Every message sent to address stored once, byte-identical
+    (harness Cluster.check_exactly_once)."""
+    return c.check_exactly_once(address, sent[address], WAIT, settle)
 
 
 def queued(c):

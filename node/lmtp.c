@@ -31,7 +31,6 @@
 struct node_lmtp {
 	uv_loop_t *loop;
 	struct node_lmtp_settings set;
-	char *hostname;
 	struct mc_smtp_server *server;
 	void (*done)(void *arg);
 	void *done_arg;
@@ -388,9 +387,8 @@ node_lmtp_start(uv_loop_t *loop, const struct node_lmtp_settings *set,
 
 	lmtp->loop = loop;
 	lmtp->set = *set;
-	lmtp->hostname = mc_strdup(set->hostname);
 	mc_smtp_server_settings_init(&ss);
-	ss.hostname = lmtp->hostname;
+	ss.hostname = set->hostname; /* copied by the engine */
 	ss.mode = MC_SMTP_MODE_LMTP;
 	if (set->max_message > 0)
 		ss.max_message = set->max_message;
@@ -404,7 +402,6 @@ node_lmtp_start(uv_loop_t *loop, const struct node_lmtp_settings *set,
 	*lmtp_r = lmtp;
 	return 0;
 fail:
-	free(lmtp->hostname);
 	free(lmtp);
 	return -1;
 }
@@ -422,7 +419,6 @@ server_closed(void *arg)
 
 	if (lmtp->done != NULL)
 		lmtp->done(lmtp->done_arg);
-	free(lmtp->hostname);
 	free(lmtp);
 }
 

@@ -543,6 +543,32 @@ mc_directory_account(const struct mc_directory *dir, const char *address)
 	return acc != NULL ? &acc->view : NULL;
 }
 
+const struct mc_dir_account *
+mc_directory_login(const struct mc_directory *dir, const char *name,
+                   bool *ambiguous_r)
+{
+	const struct dir_account *found = NULL;
+	size_t len = strlen(name), pos = 0;
+	void *v;
+
+	*ambiguous_r = false;
+	if (strchr(name, '@') != NULL)
+		return mc_directory_account(dir, name);
+	/* A bare local part: scan (logins are rare next to deliveries). */
+	while (mc_hash_next(dir->accounts_by_id, &pos, &v)) {
+		const struct dir_account *acc = v;
+
+		if (strncasecmp(acc->address, name, len) != 0 || acc->address[len] != '@')
+			continue;
+		if (found != NULL) {
+			*ambiguous_r = true;
+			return NULL;
+		}
+		found = acc;
+	}
+	return found != NULL ? &found->view : NULL;
+}
+
 const struct mc_dir_alias *
 mc_directory_alias(const struct mc_directory *dir, const char *address)
 {

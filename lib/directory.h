@@ -74,6 +74,13 @@ int mc_directory_apply_delta(struct mc_directory *dir, const Mc__Delta *delta);
 bool mc_directory_has_domain(const struct mc_directory *dir, const char *domain);
 const struct mc_dir_account *mc_directory_account(const struct mc_directory *dir,
                                                   const char *address);
+/* The account a user logs in as: a full address, or a local part that
+ * names exactly one account across all domains (case-insensitive). NULL
+ * when none matches, or when the local part is ambiguous
+ * (*ambiguous_r set). */
+const struct mc_dir_account *mc_directory_login(const struct mc_directory *dir,
+                                                const char *name,
+                                                bool *ambiguous_r);
 const struct mc_dir_alias *mc_directory_alias(const struct mc_directory *dir,
                                               const char *address);
 /* The owner of shard, NULL when none is known. */

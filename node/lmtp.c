@@ -41,6 +41,7 @@ struct lmtp_rcpt {
 	uint64_t account_id;
 	uint32_t shard;
 	uint64_t epoch; /* 0: no lease at delivery time */
+	uint64_t quota_bytes; /* 0: unlimited */
 	enum node_store_result result;
 	uint64_t uid;
 	char error[200];
@@ -154,6 +155,7 @@ on_rcpt(struct mc_smtp_session *s, void *ctx, const struct mc_smtp_path *to,
 	r->address = mc_strdup(acc->address);
 	r->account_id = acc->id;
 	r->shard = acc->shard;
+	r->quota_bytes = acc->quota_bytes;
 	mc_smtp_session_accept(s);
 }
 
@@ -202,9 +204,19 @@ job_reply_and_free(struct lmtp_job *job)
 			        mc_smtp_session_id(job->session), r->address, r->uid, job->key,
 			        r->result == NODE_STORE_DUPLICATE);
 			mc_smtp_session_reply(job->session, 250, "2.0.0", text);
+			if (job->lmtp->set.delivered != NULL)
+				job->lmtp->set.delivered(r->account_id,
+				                         job->lmtp->set.delivered_ctx);
+			break;
+		case NODE_STORE_OVERQUOTA:
+			mc_info("lmtp refused session=%s rcpt=%s error=\"%s\"",
+			        mc_smtp_session_id(job->session), r->address, r->error);
+			mc_smtp_session_reply(job->session, 552, "5.2.2", "Mailbox full");
 			break;
 		case NODE_STORE_FENCED:
 		case NODE_STORE_TEMPFAIL:
+		case NODE_STORE_NOTFOUND: /* not expected: INBOX is created */
+		case NODE_STORE_EXISTS:
 			mc_warn("lmtp deferred session=%s rcpt=%s error=\"%s\"",
 			        mc_smtp_session_id(job->session), r->address, r->error);
 			mc_smtp_session_reply(job->session, 451, "4.3.0",
@@ -236,6 +248,7 @@ store_job(struct node_store *store, const char *error, void *arg)
 		        .internaldate = job->internaldate, .delivery_id = delivery_id,
 		        .envelope_json = job->envelope_json,
 		        .bodystructure_json = job->bodystructure_json,
+		        .quota_bytes = r->quota_bytes,
 		};
 		const char *err = NULL;
 
@@ -248,7 +261,7 @@ store_job(struct node_store *store, const char *error, void *arg)
 		}
 		snprintf(delivery_id, sizeof(delivery_id), "%s/%" PRIu64, job->key,
 		         r->account_id);
-		r->result = node_store_deliver(store, &d, &r->uid, &err);
+		r->result = node_store_deliver(store, &d, &r->uid, NULL, &err);
 		if (err != NULL && r->result != NODE_STORE_OK &&
 		    r->result != NODE_STORE_DUPLICATE)
 			snprintf(r->error, sizeof(r->error), "%s", err);

@@ -35,6 +35,9 @@ struct node_lmtp_settings {
 	struct mc_cfgsync *sync;
 	struct mc_blob *blob;
 	struct node_store_pool *store;
+	/* Called after a message was stored for account_id (may be NULL). */
+	void (*delivered)(uint64_t account_id, void *ctx);
+	void *delivered_ctx;
 };
 
 int node_lmtp_start(uv_loop_t *loop, const struct node_lmtp_settings *set,

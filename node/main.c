@@ -1,8 +1,9 @@
 /* mail-node: the mailbox node daemon. Follows the controller (cfgsync:
  * the directory with password hashes, and the shard leases it holds) and,
  * when lmtp_listen is set, takes deliveries over LMTP into its mailbox
- * store (metadata in store_pg, bytes in the blob store). IMAP and
- * submission come in later issues. */
+ * store (metadata in store_pg, bytes in the blob store); with imap_listen
+ * (STARTTLS) and/or imaps_listen (implicit TLS) it serves IMAP clients.
+ * Submission comes in a later issue. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "daemon.h"
 #include "directory.h"
 #include "hostport.h"
+#include "imap.h"
 #include "lmtp.h"
 #include "log.h"
 #include "store_pool.h"
@@ -22,7 +24,8 @@ static const char *const node_keys[] = {
         "hostname", "lmtp_listen", "lmtp_address", "max_message_size",
         "store_pg", "store_connections", "blob_url", "s3_endpoint",
         "s3_region", "s3_access_key_file", "s3_secret_key_file",
-        "s3_virtual_host", NULL,
+        "s3_virtual_host", "imap_listen", "imaps_listen",
+        "imap_tls_cert_file", "imap_tls_key_file", "imap_max_sessions", NULL,
 };
 
 struct node {
@@ -31,6 +34,8 @@ struct node {
 	struct mc_blob *blob;
 	struct node_store_pool *store;
 	struct node_lmtp *lmtp;
+	struct node_imap *imap;
+	uint64_t max_message;
 	char hostname[256];
 };
 
@@ -44,16 +49,35 @@ node_directory_changed(const struct mc_directory *dir, void *ctx)
 	        mc_directory_alias_count(dir));
 }
 
-/* Once LMTP is down (no delivery in flight), the rest goes. */
+/* Once IMAP and LMTP are down (nothing in flight), the rest goes. */
+static void
+services_closed(void *arg)
+{
+	struct node *n = arg;
+
+	if (n->imap != NULL || n->lmtp != NULL)
+		return;
+	node_store_pool_close(&n->store);
+	mc_blob_close(&n->blob, NULL, NULL);
+	mc_cfgsync_close(&n->sync);
+}
+
+static void
+imap_closed(void *arg)
+{
+	struct node *n = arg;
+
+	n->imap = NULL;
+	services_closed(n);
+}
+
 static void
 lmtp_closed(void *arg)
 {
 	struct node *n = arg;
 
 	n->lmtp = NULL;
-	node_store_pool_close(&n->store);
-	mc_blob_close(&n->blob, NULL, NULL);
-	mc_cfgsync_close(&n->sync);
+	services_closed(n);
 }
 
 static void
@@ -61,10 +85,14 @@ node_stop(void *ctx)
 {
 	struct node *n = ctx;
 
+	if (n->imap == NULL && n->lmtp == NULL) {
+		services_closed(n);
+		return;
+	}
+	if (n->imap != NULL)
+		node_imap_close(n->imap, imap_closed, n);
 	if (n->lmtp != NULL)
 		node_lmtp_close(n->lmtp, lmtp_closed, n);
-	else
-		lmtp_closed(n);
 }
 
 static int
@@ -118,31 +146,77 @@ store_warm_done(void *arg)
 	(void)arg;
 }
 
-/* LMTP delivery: the store, the blob store and the listener. */
+/* The mailbox store and the blob store, for LMTP and IMAP. */
 static int
-lmtp_start(struct node *n, const char *listen, const char **error_r)
+stores_open(struct node *n, const char **error_r)
 {
 	const struct mc_config *cfg = n->daemon.cfg;
-	struct node_lmtp_settings ls = {.hostname = n->hostname, .sync = n->sync};
-	char host[MC_HOST_MAX + 1];
 	const char *store_pg, *blob_url;
-	uint64_t conns, max_message;
+	uint64_t conns;
 
-	if (mc_hostport_parse(listen, host, &ls.port, error_r) < 0 ||
-	    mc_daemon_require(&n->daemon, "store_pg", &store_pg, error_r) < 0 ||
+	if (mc_daemon_require(&n->daemon, "store_pg", &store_pg, error_r) < 0 ||
 	    mc_daemon_require(&n->daemon, "blob_url", &blob_url, error_r) < 0 ||
 	    mc_config_get_uint(cfg, "store_connections", 4, 1, 64, &conns, error_r) < 0 ||
 	    mc_config_get_uint(cfg, "max_message_size", 50 * 1024 * 1024, 1024,
-	                       1024ull * 1024 * 1024, &max_message, error_r) < 0 ||
+	                       1024ull * 1024 * 1024, &n->max_message, error_r) < 0 ||
 	    blob_open(n, blob_url, error_r) < 0)
 		return -1;
 	n->store = node_store_pool_new(n->daemon.loop, store_pg, (unsigned)conns);
 	node_store_pool_run(n->store, store_warm, store_warm_done, NULL);
+	return 0;
+}
+
+/* A delivery changed an account's INBOX: idling IMAP sessions look. */
+static void
+lmtp_delivered(uint64_t account_id, void *ctx)
+{
+	struct node *n = ctx;
+
+	if (n->imap != NULL)
+		node_imap_notify(n->imap, account_id);
+}
+
+/* LMTP delivery: the listener. */
+static int
+lmtp_start(struct node *n, const char *listen, const char **error_r)
+{
+	struct node_lmtp_settings ls = {.hostname = n->hostname, .sync = n->sync};
+	char host[MC_HOST_MAX + 1];
+
+	if (mc_hostport_parse(listen, host, &ls.port, error_r) < 0)
+		return -1;
 	ls.host = host;
-	ls.max_message = max_message;
+	ls.max_message = n->max_message;
 	ls.blob = n->blob;
 	ls.store = n->store;
+	ls.delivered = lmtp_delivered;
+	ls.delivered_ctx = n;
 	return node_lmtp_start(n->daemon.loop, &ls, &n->lmtp, error_r);
+}
+
+/* IMAP for clients: STARTTLS and implicit-TLS listeners. */
+static int
+imap_start(struct node *n, const char **error_r)
+{
+	const struct mc_config *cfg = n->daemon.cfg;
+	uint64_t max_sessions;
+	struct node_imap_settings is = {
+	        .listen = mc_config_get(cfg, "imap_listen", NULL),
+	        .listen_tls = mc_config_get(cfg, "imaps_listen", NULL),
+	        .cert_file = mc_config_get(cfg, "imap_tls_cert_file", NULL),
+	        .key_file = mc_config_get(cfg, "imap_tls_key_file", NULL),
+	        .hostname = n->hostname,
+	        .max_append = n->max_message,
+	        .sync = n->sync,
+	        .blob = n->blob,
+	        .store = n->store,
+	};
+
+	if (mc_config_get_uint(cfg, "imap_max_sessions", 1000, 1, 100000, &max_sessions,
+	                       error_r) < 0)
+		return -1;
+	is.max_sessions = (unsigned)max_sessions;
+	return node_imap_start(n->daemon.loop, &is, &n->imap, error_r);
 }
 
 static int
@@ -158,6 +232,7 @@ node_start(struct node *n, const char **error_r)
 	const char *hostname = mc_config_get(d->cfg, "hostname", NULL);
 	char *token = NULL;
 	int rv = -1;
+	bool imap;
 
 	if (hostname != NULL)
 		snprintf(n->hostname, sizeof(n->hostname), "%s", hostname);
@@ -168,8 +243,14 @@ node_start(struct node *n, const char **error_r)
 	if (mc_cfgsync_configure(d, &set, &token, error_r) == 0)
 		rv = mc_cfgsync_start(d->loop, &set, &n->sync, error_r);
 	mc_secret_free(&token);
+	imap = mc_config_get(d->cfg, "imap_listen", NULL) != NULL ||
+	       mc_config_get(d->cfg, "imaps_listen", NULL) != NULL;
+	if (rv == 0 && (listen != NULL || imap))
+		rv = stores_open(n, error_r);
 	if (rv == 0 && listen != NULL)
 		rv = lmtp_start(n, listen, error_r);
+	if (rv == 0 && imap)
+		rv = imap_start(n, error_r);
 	return rv;
 }
 

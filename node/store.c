@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pg_migrate.h"
+#include "store_private.h"
 
 /* Generated from node/migrations by mc_embed_migrations. */
 extern const struct mc_migration store_migrations[];
@@ -22,11 +23,6 @@ extern const unsigned store_migration_count;
 
 /* Advisory lock naming the store schema ("mailstor"). */
 #define STORE_MIGRATION_LOCK 7813586727391212404LL
-
-struct node_store {
-	PGconn *pg;
-	char *conninfo;
-};
 
 /* The mailboxes every account starts with (RFC 6154 roles). */
 static const struct {
@@ -37,8 +33,8 @@ static const struct {
 	{"Trash", "\\Trash"},    {"Junk", "\\Junk"}, {"Archive", "\\Archive"},
 };
 
-static int
-connect_pg(struct node_store *st, const char **error_r)
+int
+node_store_connect(struct node_store *st, const char **error_r)
 {
 	PGresult *res;
 
@@ -60,9 +56,9 @@ connect_pg(struct node_store *st, const char **error_r)
 }
 
 /* Run one statement; NULL with error_r on failure (the caller rolls back). */
-static PGresult *
-q(struct node_store *st, const char *sql, int n, const char *const *params,
-  const char **error_r)
+PGresult *
+node_store_q(struct node_store *st, const char *sql, int n,
+             const char *const *params, const char **error_r)
 {
 	PGresult *res = PQexecParams(st->pg, sql, n, NULL, params, NULL, NULL, 0);
 	ExecStatusType s = PQresultStatus(res);
@@ -77,10 +73,10 @@ q(struct node_store *st, const char *sql, int n, const char *const *params,
 	return NULL;
 }
 
-static int
-exec0(struct node_store *st, const char *sql, const char **error_r)
+int
+node_store_exec0(struct node_store *st, const char *sql, const char **error_r)
 {
-	PGresult *res = q(st, sql, 0, NULL, error_r);
+	PGresult *res = node_store_q(st, sql, 0, NULL, error_r);
 
 	if (res == NULL)
 		return -1;
@@ -95,7 +91,7 @@ node_store_open(const char *conninfo, struct node_store **store_r,
 	struct node_store *st = mc_malloc(sizeof(*st));
 
 	st->conninfo = mc_strdup(conninfo);
-	if (connect_pg(st, error_r) < 0 ||
+	if (node_store_connect(st, error_r) < 0 ||
 	    mc_pg_migrate(st->pg, store_migrations, store_migration_count,
 	                  STORE_MIGRATION_LOCK, error_r) < 0) {
 		node_store_close(&st);
@@ -119,24 +115,25 @@ node_store_close(struct node_store **stp)
 	*stp = NULL;
 }
 
-/* Start a write transaction on shard under epoch. */
-static enum node_store_result
-begin_fenced(struct node_store *st, uint32_t shard, uint64_t epoch,
-             const char **error_r)
+enum node_store_result
+node_store_begin_fenced(struct node_store *st, uint32_t shard, uint64_t epoch,
+                        const char **error_r)
 {
 	char shard_s[16], epoch_s[24];
 	const char *params[2] = {shard_s, epoch_s};
 	PGresult *res;
 	int rows;
 
-	if (connect_pg(st, error_r) < 0 || exec0(st, "BEGIN", error_r) < 0)
+	if (node_store_connect(st, error_r) < 0 ||
+	    node_store_exec0(st, "BEGIN", error_r) < 0)
 		return NODE_STORE_TEMPFAIL;
 	snprintf(shard_s, sizeof(shard_s), "%u", shard);
 	snprintf(epoch_s, sizeof(epoch_s), "%llu", (unsigned long long)epoch);
-	res = q(st, "INSERT INTO shard_fence (shard, epoch) VALUES ($1, $2)"
-	            " ON CONFLICT (shard) DO UPDATE SET epoch = EXCLUDED.epoch"
-	            " WHERE shard_fence.epoch <= EXCLUDED.epoch RETURNING epoch",
-	        2, params, error_r);
+	res = node_store_q(st,
+	                   "INSERT INTO shard_fence (shard, epoch) VALUES ($1, $2)"
+	                   " ON CONFLICT (shard) DO UPDATE SET epoch = EXCLUDED.epoch"
+	                   " WHERE shard_fence.epoch <= EXCLUDED.epoch RETURNING epoch",
+	                   2, params, error_r);
 	if (res == NULL)
 		return NODE_STORE_TEMPFAIL;
 	rows = PQntuples(res);
@@ -149,11 +146,12 @@ begin_fenced(struct node_store *st, uint32_t shard, uint64_t epoch,
 	return NODE_STORE_OK;
 }
 
-static enum node_store_result
-finish(struct node_store *st, enum node_store_result r, const char **error_r)
+enum node_store_result
+node_store_finish(struct node_store *st, enum node_store_result r,
+                  const char **error_r)
 {
 	if (r == NODE_STORE_OK || r == NODE_STORE_DUPLICATE) {
-		if (exec0(st, "COMMIT", error_r) == 0)
+		if (node_store_exec0(st, "COMMIT", error_r) == 0)
 			return r;
 		r = NODE_STORE_TEMPFAIL;
 	}
@@ -177,15 +175,14 @@ create_defaults(struct node_store *st, uint64_t account_id, uint32_t shard,
 	snprintf(shard_s, sizeof(shard_s), "%u", shard);
 	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]);
 	     i++) {
-		/* UIDVALIDITY from the clock: a mailbox deleted and recreated
-		 * later gets a new one, so clients drop their cached UIDs. */
 		const char *params[4] = {acc, shard_s, default_mailboxes[i].name,
 		                         default_mailboxes[i].special_use};
-		PGresult *res = q(st, "INSERT INTO mailboxes (account_id, shard, name,"
-		                      " special_use, uidvalidity) VALUES ($1, $2, $3, $4,"
-		                      " extract(epoch FROM clock_timestamp())::bigint"
-		                      " % 4294967295 + 1) ON CONFLICT DO NOTHING",
-		                  4, params, error_r);
+		PGresult *res = node_store_q(
+		        st,
+		        "INSERT INTO mailboxes (account_id, shard, name, special_use,"
+		        " uidvalidity) VALUES ($1, $2, $3, $4, " NODE_STORE_UIDVALIDITY_SQL
+		        ") ON CONFLICT DO NOTHING",
+		        4, params, error_r);
 
 		if (res == NULL)
 			return -1;
@@ -198,102 +195,164 @@ enum node_store_result
 node_store_ensure_mailboxes(struct node_store *st, uint64_t account_id,
                             uint32_t shard, uint64_t epoch, const char **error_r)
 {
-	enum node_store_result r = begin_fenced(st, shard, epoch, error_r);
+	enum node_store_result r =
+	        node_store_begin_fenced(st, shard, epoch, error_r);
 
 	if (r == NODE_STORE_OK && create_defaults(st, account_id, shard, error_r) < 0)
 		r = NODE_STORE_TEMPFAIL;
-	return finish(st, r, error_r);
+	return node_store_finish(st, r, error_r);
 }
 
-/* UID and MODSEQ for one new message; creates the defaults on first use. */
+/* The mailbox row one new message takes its UID and MODSEQ from. */
+struct target {
+	char id[24];
+	uint64_t uid, modseq;
+	uint32_t uidvalidity;
+};
+
+/* UID and MODSEQ for one new message; creates the defaults on first use
+ * (unless no_create). */
 static enum node_store_result
 allocate_uid(struct node_store *st, const struct node_delivery *d,
-             const char *acc, char *mailbox_id, size_t mbsize, uint64_t *uid_r,
-             uint64_t *modseq_r, const char **error_r)
+             const char *acc, struct target *t, const char **error_r)
 {
 	const char *params[2] = {acc, d->mailbox};
 
 	for (int attempt = 0; attempt < 2; attempt++) {
-		PGresult *res = q(st, "UPDATE mailboxes SET uidnext = uidnext + 1,"
-		                      " highestmodseq = highestmodseq + 1"
-		                      " WHERE account_id = $1 AND name = $2"
-		                      " RETURNING id, uidnext - 1, highestmodseq",
-		                  2, params, error_r);
+		PGresult *res = node_store_q(
+		        st,
+		        "UPDATE mailboxes SET uidnext = uidnext + 1,"
+		        " highestmodseq = highestmodseq + 1"
+		        " WHERE account_id = $1 AND name = $2"
+		        " RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+		        2, params, error_r);
 
 		if (res == NULL)
 			return NODE_STORE_TEMPFAIL;
 		if (PQntuples(res) == 1) {
-			snprintf(mailbox_id, mbsize, "%s", PQgetvalue(res, 0, 0));
-			*uid_r = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-			*modseq_r = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+			snprintf(t->id, sizeof(t->id), "%s", PQgetvalue(res, 0, 0));
+			t->uid = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+			t->modseq = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+			t->uidvalidity = (uint32_t)strtoul(PQgetvalue(res, 0, 3), NULL, 10);
 			PQclear(res);
 			return NODE_STORE_OK;
 		}
 		PQclear(res);
+		if (d->no_create)
+			break;
 		if (attempt == 0 && create_defaults(st, d->account_id, d->shard, error_r) < 0)
 			return NODE_STORE_TEMPFAIL;
 	}
 	*error_r = mc_errorf("mailbox %s does not exist", d->mailbox);
-	return NODE_STORE_TEMPFAIL;
+	return d->no_create ? NODE_STORE_NOTFOUND : NODE_STORE_TEMPFAIL;
 }
 
 /* A redelivery of delivery_id: the UID it got the first time. */
 static enum node_store_result
 find_duplicate(struct node_store *st, const struct node_delivery *d,
-               const char *acc, uint64_t *uid_r, const char **error_r)
+               const char *acc, struct target *t, const char **error_r)
 {
 	const char *params[3] = {acc, d->mailbox, d->delivery_id};
-	PGresult *res = q(st, "SELECT m.uid FROM messages m JOIN mailboxes b"
-	                      " ON b.id = m.mailbox_id WHERE b.account_id = $1"
-	                      " AND b.name = $2 AND m.delivery_id = $3",
-	                  3, params, error_r);
+	PGresult *res = node_store_q(st,
+	                             "SELECT m.uid, b.uidvalidity FROM messages m"
+	                             " JOIN mailboxes b ON b.id = m.mailbox_id"
+	                             " WHERE b.account_id = $1 AND b.name = $2"
+	                             " AND m.delivery_id = $3",
+	                             3, params, error_r);
 	bool found;
 
 	if (res == NULL)
 		return NODE_STORE_TEMPFAIL;
 	found = PQntuples(res) > 0;
-	if (found)
-		*uid_r = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	if (found) {
+		t->uid = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		t->uidvalidity = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+	}
 	PQclear(res);
 	return found ? NODE_STORE_DUPLICATE : NODE_STORE_OK;
 }
 
 enum node_store_result
-node_store_deliver(struct node_store *st, const struct node_delivery *d,
-                   uint64_t *uid_r, const char **error_r)
+node_store_check_quota(struct node_store *st, uint64_t account_id,
+                       uint64_t adding, uint64_t quota_bytes, const char **error_r)
 {
-	char acc[24], mailbox_id[24], uid_s[24], modseq_s[24], size_s[24], date_s[24];
-	uint64_t uid = 0, modseq = 0;
-	enum node_store_result r = begin_fenced(st, d->shard, d->epoch, error_r);
+	char acc[24];
+	const char *params[1] = {acc};
+	PGresult *res;
+	uint64_t used;
+
+	if (quota_bytes == 0)
+		return NODE_STORE_OK;
+	snprintf(acc, sizeof(acc), "%llu", (unsigned long long)account_id);
+	res = node_store_q(st,
+	                   "SELECT coalesce(sum(message_bytes), 0) FROM mailboxes"
+	                   " WHERE account_id = $1",
+	                   1, params, error_r);
+	if (res == NULL)
+		return NODE_STORE_TEMPFAIL;
+	used = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (used + adding <= quota_bytes && used + adding >= used)
+		return NODE_STORE_OK;
+	*error_r = mc_errorf("quota exceeded: %llu of %llu bytes used, %llu more",
+	                     (unsigned long long)used,
+	                     (unsigned long long)quota_bytes,
+	                     (unsigned long long)adding);
+	return NODE_STORE_OVERQUOTA;
+}
+
+static enum node_store_result
+insert_message(struct node_store *st, const struct node_delivery *d,
+               const struct target *t, const char **error_r)
+{
+	char uid_s[24], modseq_s[24], size_s[24], date_s[24];
+	const char *params[10] = {t->id, uid_s, modseq_s, d->blob_sha256, size_s,
+	                          date_s, d->delivery_id, d->envelope_json,
+	                          d->bodystructure_json, d->flags};
+	PGresult *res;
+
+	snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)t->uid);
+	snprintf(modseq_s, sizeof(modseq_s), "%llu", (unsigned long long)t->modseq);
+	snprintf(size_s, sizeof(size_s), "%llu", (unsigned long long)d->size);
+	snprintf(date_s, sizeof(date_s), "%lld", (long long)d->internaldate);
+	res = node_store_q(st,
+	                   "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
+	                   " size, internaldate, delivery_id, envelope, bodystructure,"
+	                   " flags) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7,"
+	                   " $8::jsonb, $9::jsonb,"
+	                   " imap_flags(string_to_array(coalesce($10, ''), ' ')))",
+	                   10, params, error_r);
+	if (res == NULL)
+		return NODE_STORE_TEMPFAIL;
+	PQclear(res);
+	return NODE_STORE_OK;
+}
+
+enum node_store_result
+node_store_deliver(struct node_store *st, const struct node_delivery *d,
+                   uint64_t *uid_r, uint32_t *uidvalidity_r, const char **error_r)
+{
+	char acc[24];
+	struct target t = {.uid = 0};
+	enum node_store_result r =
+	        node_store_begin_fenced(st, d->shard, d->epoch, error_r);
 
 	snprintf(acc, sizeof(acc), "%llu", (unsigned long long)d->account_id);
 	if (r == NODE_STORE_OK && d->delivery_id != NULL)
-		r = find_duplicate(st, d, acc, uid_r, error_r);
+		r = find_duplicate(st, d, acc, &t, error_r);
 	if (r == NODE_STORE_OK)
-		r = allocate_uid(st, d, acc, mailbox_id, sizeof(mailbox_id), &uid,
-		                 &modseq, error_r);
-	if (r == NODE_STORE_OK) {
-		const char *params[9] = {mailbox_id, uid_s, modseq_s, d->blob_sha256,
-		                         size_s, date_s, d->delivery_id, d->envelope_json,
-		                         d->bodystructure_json};
-		PGresult *res;
-
-		snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)uid);
-		snprintf(modseq_s, sizeof(modseq_s), "%llu", (unsigned long long)modseq);
-		snprintf(size_s, sizeof(size_s), "%llu", (unsigned long long)d->size);
-		snprintf(date_s, sizeof(date_s), "%lld", (long long)d->internaldate);
-		res = q(st, "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
-		            " size, internaldate, delivery_id, envelope, bodystructure)"
-		            " VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8::jsonb,"
-		            " $9::jsonb)",
-		        9, params, error_r);
-		if (res == NULL)
-			r = NODE_STORE_TEMPFAIL;
-		else
-			PQclear(res);
-		*uid_r = uid;
+		r = node_store_check_quota(st, d->account_id, d->size, d->quota_bytes, error_r);
+	if (r == NODE_STORE_OK)
+		r = allocate_uid(st, d, acc, &t, error_r);
+	if (r == NODE_STORE_OK)
+		r = insert_message(st, d, &t, error_r);
+	r = node_store_finish(st, r, error_r);
+	if (r == NODE_STORE_OK || r == NODE_STORE_DUPLICATE) {
+		*uid_r = t.uid;
+		if (uidvalidity_r != NULL)
+			*uidvalidity_r = t.uidvalidity;
 	}
-	return finish(st, r, error_r);
+	return r;
 }
 
 int
@@ -305,13 +364,14 @@ node_store_mailbox_stats(struct node_store *st, uint64_t account_id,
 	const char *params[2] = {acc, mailbox};
 	PGresult *res;
 
-	if (connect_pg(st, error_r) < 0)
+	if (node_store_connect(st, error_r) < 0)
 		return -1;
 	snprintf(acc, sizeof(acc), "%llu", (unsigned long long)account_id);
-	res = q(st, "SELECT count(m.uid), coalesce(sum(m.size), 0) FROM mailboxes b"
-	            " LEFT JOIN messages m ON m.mailbox_id = b.id"
-	            " WHERE b.account_id = $1 AND b.name = $2",
-	        2, params, error_r);
+	res = node_store_q(st,
+	                   "SELECT coalesce(sum(message_count), 0),"
+	                   " coalesce(sum(message_bytes), 0) FROM mailboxes"
+	                   " WHERE account_id = $1 AND name = $2",
+	                   2, params, error_r);
 	if (res == NULL)
 		return -1;
 	*count_r = strtoull(PQgetvalue(res, 0, 0), NULL, 10);

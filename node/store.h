@@ -13,6 +13,7 @@
 #ifndef NODE_STORE_H
 #define NODE_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct node_store;
@@ -22,6 +23,9 @@ enum node_store_result {
 	NODE_STORE_DUPLICATE, /* delivery_id seen before: *uid_r is the first */
 	NODE_STORE_FENCED,    /* a newer owner holds the shard: do not retry here */
 	NODE_STORE_TEMPFAIL,  /* database trouble: retry later (4xx) */
+	NODE_STORE_NOTFOUND,  /* no such mailbox (or message) */
+	NODE_STORE_EXISTS,    /* the mailbox name is taken */
+	NODE_STORE_OVERQUOTA, /* the account's quota would be exceeded */
 };
 
 /* A message to deliver into one account's mailbox. Strings are borrowed. */
@@ -36,6 +40,11 @@ struct node_delivery {
 	const char *delivery_id;  /* e.g. "<queue id>/<recipient>", NULL = none */
 	const char *envelope_json; /* parsed header fields, NULL = none */
 	const char *bodystructure_json; /* MIME structure, NULL = none */
+	const char *flags;        /* space-separated flags to store, NULL = none */
+	bool no_create;           /* APPEND: NOTFOUND unless the mailbox exists */
+	uint64_t quota_bytes;     /* 0 = unlimited; else OVERQUOTA when the
+	                           * account's stored size plus this message
+	                           * would exceed it */
 };
 
 /* Connect and apply the store's migrations. */
@@ -52,11 +61,17 @@ enum node_store_result node_store_ensure_mailboxes(struct node_store *store,
                                                    const char **error_r);
 
 /* Add a message: allocates the next UID and MODSEQ of the mailbox (created
- * with the defaults if the account has none yet). Fenced, idempotent by
- * delivery_id. */
+ * with the defaults if the account has none yet, unless no_create: then
+ * NOTFOUND). Fenced, idempotent by delivery_id (DUPLICATE, checked before
+ * the quota). *uid_r and *uidvalidity_r (may be NULL) are set on OK and
+ * DUPLICATE: the message's UID and its mailbox's UIDVALIDITY (APPENDUID).
+ * The quota is checked in the same transaction, so concurrent deliveries
+ * to one account cannot pass it together. */
 enum node_store_result node_store_deliver(struct node_store *store,
                                           const struct node_delivery *d,
-                                          uint64_t *uid_r, const char **error_r);
+                                          uint64_t *uid_r,
+                                          uint32_t *uidvalidity_r,
+                                          const char **error_r);
 
 /* Message count and total size of one mailbox (for mailctl and quotas). */
 int node_store_mailbox_stats(struct node_store *store, uint64_t account_id,

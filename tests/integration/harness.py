@@ -12,6 +12,12 @@ addresses, SQL against the mailbox store (psql), blob bytes from the file
 or S3 test store, a raw SMTP client, and strip_trace to take off the
 Return-Path and Received headers the cluster adds to a delivered message.
 
+IMAP helpers (for the IMAP tests): the nodes' IMAP and IMAPS addresses and
+certificates, an SSL context trusting a node's certificate, Imap (a raw
+client that shows every response line and response code, with literals,
+for what imaplib hides or refuses to send), imap_parse for response data
+(lists, strings, literals, NIL) and lmtp_deliver (LMTP straight to a node).
+
 Environment: MC_BIN (build folder holding the binaries, set by ctest),
 MC_RPC_POKE (path of the rpc_poke tool), MC_KEEP=1 keeps the folder of a
 failed run for inspection. A sanitizer report (ASan, UBSan, LSan) in any
@@ -27,7 +33,9 @@ import re
 import select
 import shutil
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -162,6 +170,8 @@ class Cluster:
         ports += [self.base_port + 20 + i for i in range(1, self.relays + 1)]
         ports += [self.base_port + 60 + i for i in range(1, self.relays + 1)]
         ports += [self.base_port + 40 + i for i in range(1, self.nodes + 1)]
+        ports += [self.base_port + 70 + i for i in range(1, self.nodes + 1)]
+        ports += [self.base_port + 80 + i for i in range(1, self.nodes + 1)]
         if self.blob_backend == "s3":
             ports.append(self.base_port + 30)
         for port in ports:
@@ -359,6 +369,23 @@ class Cluster:
 
     def lmtp(self, name="node-1"):
         return self.endpoint(name, "LMTP")
+
+    def imap(self, name="node-1"):
+        """(host, port) of node-N's IMAP listener (STARTTLS)."""
+        return self.endpoint(name, "IMAP")
+
+    def imaps(self, name="node-1"):
+        """(host, port) of node-N's IMAPS listener (implicit TLS)."""
+        return self.endpoint(name, "IMAPS")
+
+    def imap_cert(self, name="node-1"):
+        """Path of node-N's self-signed IMAP certificate (DIR/imap-tls)."""
+        return self.env[var_of(name) + "_IMAP_CERT"]
+
+    def imap_context(self, name="node-1"):
+        """An SSL context that trusts only node-N's IMAP certificate and
+        checks the host name (127.0.0.1 is one of its names)."""
+        return imap_ssl_context(self.imap_cert(name))
 
     def kill9(self, name):
         """SIGKILL a recorded daemon (only while its command line still
@@ -638,6 +665,395 @@ class Recorder:
 
     def close(self):
         self.lsock.close()
+
+
+# ---- IMAP helpers ----
+
+def imap_ssl_context(cafile):
+    """A client SSL context trusting only cafile, checking host names."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class ImapLiteral:
+    """A literal argument of an Imap command: {n} (synchronising: the
+    client waits for the server's "+") or {n+} with plus=True."""
+
+    def __init__(self, data, plus=False):
+        self.data = data if isinstance(data, bytes) else data.encode()
+        self.plus = plus
+
+
+class ImapReply:
+    """What one command got: the untagged responses (raw bytes of each,
+    literals inline after their {n} CRLF), the continuation requests seen,
+    and the tagged line split into status (OK/NO/BAD, or "" when the
+    connection closed first), code (the response code without brackets,
+    e.g. "APPENDUID 1 5", or "") and text."""
+
+    def __init__(self, tag):
+        self.tag = tag
+        self.untagged = []
+        self.continuations = []
+        self.status = ""
+        self.code = ""
+        self.text = ""
+        self.line = b""
+
+    def __repr__(self):
+        return "<%s %s [%s] %s; %d untagged>" % (
+            self.tag, self.status or "(closed)", self.code, self.text,
+            len(self.untagged))
+
+    def untagged_of(self, kind):
+        """Untagged responses whose first word after "*" (or after the
+        number, for "* 3 FETCH") is kind, as raw bytes."""
+        out = []
+        k = kind.upper().encode()
+        for r in self.untagged:
+            w = r.split(b" ", 3)
+            if len(w) > 1 and w[1].upper() == k:
+                out.append(r)
+            elif len(w) > 2 and w[1].isdigit() and \
+                    w[2].split(b"\r", 1)[0].upper() == k:
+                out.append(r)
+        return out
+
+    def codes(self):
+        """Response codes of the untagged OK/NO/BAD lines and the tagged
+        line (without brackets), in order."""
+        out = []
+        for r in self.untagged + [self.line]:
+            m = re.match(br"^\S+ (?:OK|NO|BAD|BYE|PREAUTH) \[([^\]]*)\]", r,
+                         re.I)
+            if m:
+                out.append(m.group(1).decode("utf-8", "replace"))
+        return out
+
+
+class ImapClosed(AssertionError):
+    pass
+
+
+class Imap:
+    """A raw IMAP client over TCP, TLS from the start (tls=True) or after
+    STARTTLS. Every read is bounded by timeout seconds (socket.timeout).
+    Responses are read whole: a line ending in {n} (or ~{n}) takes the
+    next n octets and goes on, so each response is one bytes value with
+    its literals inline, ready for imap_parse."""
+
+    def __init__(self, host, port, context=None, tls=True, timeout=20,
+                 greeting=True):
+        self.host, self.port = host, port
+        self.context = context
+        self.timeout = timeout
+        self.raw = socket.create_connection((host, port), timeout=timeout)
+        self.sock = self.raw
+        if tls:
+            self.sock = context.wrap_socket(self.raw, server_hostname=host)
+        self.buf = b""
+        self.ntag = 0
+        self.greeting = self.read_response() if greeting else None
+
+    # ---- bytes ----
+
+    def send(self, data):
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except ssl.SSLError as e:
+            raise ImapClosed("TLS error: %s" % e)
+        except (ConnectionResetError, BrokenPipeError) as e:
+            raise ImapClosed(str(e))
+        if not chunk:
+            raise ImapClosed("connection closed by the server")
+        self.buf += chunk
+
+    def read_line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self):
+        """One whole response: bytes without the final CRLF, literals
+        inline (the {n} CRLF stays in front of each)."""
+        out = b""
+        while True:
+            line = self.read_line()
+            out += line
+            m = re.search(br"~?\{(\d+)\}$", line)
+            if not m:
+                return out
+            out += b"\r\n" + self.read_exact(int(m.group(1)))
+
+    def pending(self, wait=0.0):
+        """True when the server has sent something not read yet (waits
+        up to wait seconds for it)."""
+        if self.buf:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        r, _, _ = select.select([self.sock], [], [], wait)
+        return bool(r)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # ---- commands ----
+
+    def next_tag(self):
+        self.ntag += 1
+        return "t%d" % self.ntag
+
+    def start(self, *parts, tag=None):
+        """Send a command (str/bytes parts joined by spaces, ImapLiteral
+        parts as literals; a synchronising literal waits for "+") and
+        return its tag without reading the completion. Returns (tag,
+        reply) where reply already holds what came before each "+"; when
+        the server refuses a literal with a tagged reply, reply.status is
+        set and the rest of the command is not sent."""
+        tag = tag or self.next_tag()
+        reply = ImapReply(tag)
+        line = tag.encode()
+        for p in parts:
+            if isinstance(p, ImapLiteral):
+                line += b" {%d%s}\r\n" % (len(p.data), b"+" if p.plus else b"")
+                self.send(line)
+                line = b""
+                if not p.plus:
+                    while True:
+                        r = self.read_response()
+                        if r.startswith(b"+"):
+                            reply.continuations.append(r)
+                            break
+                        if self._tagged(reply, r):
+                            return tag, reply
+                        reply.untagged.append(r)
+                self.send(p.data)
+            else:
+                p = p.encode() if isinstance(p, str) else p
+                line += (b" " if line else b"") + p
+        self.send(line + b"\r\n")
+        return tag, reply
+
+    def _tagged(self, reply, r):
+        if not r.startswith(reply.tag.encode() + b" "):
+            return False
+        reply.line = r
+        rest = r[len(reply.tag) + 1:].decode("utf-8", "replace")
+        status, _, text = rest.partition(" ")
+        reply.status = status.upper()
+        m = re.match(r"\[([^\]]*)\]\s*(.*)$", text, re.S)
+        if m:
+            reply.code, reply.text = m.group(1), m.group(2)
+        else:
+            reply.text = text
+        return True
+
+    def finish(self, tag, reply=None):
+        """Read responses up to the tagged one of tag."""
+        reply = reply or ImapReply(tag)
+        if reply.status:
+            return reply
+        while True:
+            try:
+                r = self.read_response()
+            except ImapClosed:
+                return reply  # status "": closed before the tagged reply
+            if self._tagged(reply, r):
+                return reply
+            if r.startswith(b"+"):
+                reply.continuations.append(r)
+            else:
+                reply.untagged.append(r)
+
+    def cmd(self, *parts):
+        """Run one command to its tagged reply; returns the ImapReply."""
+        tag, reply = self.start(*parts)
+        return self.finish(tag, reply)
+
+    def ok(self, *parts):
+        """cmd() that must end in OK."""
+        r = self.cmd(*parts)
+        assert r.status == "OK", "%s -> %s %r" % (
+            " ".join(p if isinstance(p, str) else "<literal>"
+                     if isinstance(p, ImapLiteral) else repr(p)
+                     for p in parts), r.line, r.untagged[-5:])
+        return r
+
+    def login(self, user, password):
+        return self.ok("LOGIN", imap_quote(user), imap_quote(password))
+
+    def starttls(self, context=None):
+        """STARTTLS (must be OK), then the TLS handshake on this socket.
+        Whatever the server sent after its OK in plaintext is an error
+        (a response injected before TLS would be trusted after it)."""
+        context = context or self.context
+        r = self.ok("STARTTLS")
+        assert not self.buf and not self.pending(0.2), \
+            "plaintext after the STARTTLS OK: %r" % self.buf[:200]
+        self.sock = context.wrap_socket(self.raw, server_hostname=self.host)
+        return r
+
+    def capabilities(self):
+        r = self.ok("CAPABILITY")
+        caps = set()
+        for u in r.untagged_of("CAPABILITY"):
+            caps.update(w.decode().upper() for w in u.split()[2:])
+        return caps
+
+
+def imap_quote(s):
+    """s as an IMAP quoted string."""
+    if isinstance(s, bytes):
+        s = s.decode()
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def imap_parse(data):
+    """Parse IMAP response data into Python values: a parenthesised list
+    is a list, an atom, quoted string or literal is bytes, NIL is None.
+    An atom keeps its [section] and <partial> ("BODY[HEADER.FIELDS
+    (SUBJECT)]<0>"). Returns the list of top-level items."""
+    pos = 0
+    n = len(data)
+
+    def parse_list(end):
+        nonlocal pos
+        items = []
+        while True:
+            while pos < n and data[pos:pos + 1] == b" ":
+                pos += 1
+            if pos >= n:
+                if end is None:
+                    return items
+                raise ValueError("unbalanced parenthesis in %r" % data[:200])
+            c = data[pos:pos + 1]
+            if c == b")":
+                if end is None:
+                    raise ValueError("stray ) at %d in %r" % (pos, data[:200]))
+                pos += 1
+                return items
+            if c == b"(":
+                pos += 1
+                items.append(parse_list(b")"))
+            elif c == b'"':
+                pos += 1
+                out = bytearray()
+                while True:
+                    if pos >= n:
+                        raise ValueError("unterminated quoted string")
+                    ch = data[pos:pos + 1]
+                    if ch == b"\\":
+                        out += data[pos + 1:pos + 2]
+                        pos += 2
+                    elif ch == b'"':
+                        pos += 1
+                        break
+                    else:
+                        out += ch
+                        pos += 1
+                items.append(bytes(out))
+            elif c in (b"{", b"~") and re.match(br"~?\{\d+\}\r\n",
+                                               data[pos:pos + 30]):
+                m = re.match(br"~?\{(\d+)\}\r\n", data[pos:pos + 30])
+                start = pos + m.end()
+                items.append(data[start:start + int(m.group(1))])
+                pos = start + int(m.group(1))
+            else:
+                start = pos
+                depth = 0
+                while pos < n:
+                    ch = data[pos:pos + 1]
+                    if ch == b"[":
+                        depth += 1
+                    elif ch == b"]":
+                        depth -= 1
+                    elif depth == 0 and ch in (b" ", b"(", b")"):
+                        break
+                    pos += 1
+                atom = data[start:pos]
+                items.append(None if atom.upper() == b"NIL" else atom)
+    return parse_list(None)
+
+
+def imap_fetch_items(response):
+    """A "* N FETCH (...)" response as (N, {ITEM NAME (upper): value})."""
+    items = imap_parse(response)
+    assert len(items) >= 4 and items[0] == b"*" and \
+        items[2].upper() == b"FETCH", "not a FETCH response: %r" % response[:200]
+    pairs = items[3]
+    out = {}
+    for i in range(0, len(pairs) - 1, 2):
+        out[pairs[i].decode("utf-8", "replace").upper()] = pairs[i + 1]
+    return int(items[1]), out
+
+
+def mx_send(cluster, sender, recipients, content, relay="relay-1",
+            timeout=30):
+    """Send content (bytes, CRLF lines) to a relay's MX with smtplib;
+    every recipient must be accepted (the relay then delivers it)."""
+    host, port = cluster.mx(relay)
+    s = smtplib.SMTP(host, port, local_hostname="client.example.net",
+                     timeout=timeout)
+    try:
+        refused = s.sendmail(sender, recipients, content)
+        assert refused == {}, refused
+    finally:
+        s.quit()
+
+
+def add_accounts(cluster, accounts, quota=None):
+    """Create accounts ({address: password}) with mailctl (their domains
+    must exist) and wait until every member applied them."""
+    version = 0
+    for address, password in sorted(accounts.items()):
+        args = ["account", "add", address]
+        if quota is not None:
+            args += ["--quota", str(quota)]
+        version = cluster.ok(*args, input=password + "\n")["version"]
+    cluster.wait_applied(version, timeout=15)
+
+
+def lmtp_deliver(host, port, sender, recipients, content, timeout=30):
+    """Deliver content (bytes, CRLF lines) over LMTP; returns the
+    per-recipient replies [(code, text)] after the final dot."""
+    s = Smtp(host, port, timeout=timeout)
+    try:
+        code, text = s.reply()
+        assert code == 220, (code, text)
+        code, text = s.cmd("LHLO test.example.net")
+        assert code == 250, (code, text)
+        code, text = s.cmd("MAIL FROM:<%s>" % sender)
+        assert code == 250, (code, text)
+        for r in recipients:
+            code, text = s.cmd("RCPT TO:<%s>" % r)
+            assert code == 250, (r, code, text)
+        code, text = s.cmd("DATA")
+        assert code == 354, (code, text)
+        body = re.sub(br"(?m)^\.", b"..", content)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        s.send(body + b".\r\n")
+        replies = [s.reply() for _ in recipients]
+        s.cmd("QUIT")
+        return replies
+    finally:
+        s.close()
 
 
 # ---- directory.json helpers ----

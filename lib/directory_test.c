@@ -299,6 +299,21 @@ test_snapshot_lookups(void)
 	CHECK(mc_directory_account(dir, "nobody@example.com") == NULL);
 	CHECK(mc_directory_account(dir, "alice") == NULL);
 
+	/* Logins: a full address, or a local part naming one account. */
+	{
+		bool amb = true;
+
+		a = mc_directory_login(dir, "ALICE", &amb);
+		CHECK(a != NULL && a->id == 10 && !amb);
+		a = mc_directory_login(dir, "bob", &amb);
+		CHECK(a != NULL && a->id == 11);
+		a = mc_directory_login(dir, "carol@EXAMPLE.org", &amb);
+		CHECK(a != NULL && a->id == 12 && !amb);
+		CHECK(mc_directory_login(dir, "ali", &amb) == NULL && !amb);
+		CHECK(mc_directory_login(dir, "nobody", &amb) == NULL && !amb);
+		CHECK(mc_directory_login(dir, "", &amb) == NULL);
+	}
+
 	al = mc_directory_alias(dir, "Info@example.com");
 	CHECK(al != NULL && al->id == 20 && al->destination_count == 1);
 	if (al != NULL)
@@ -325,6 +340,19 @@ test_snapshot_lookups(void)
 	CHECK(!mc_directory_has_domain(dir, "example.com"));
 	CHECK(account_id(dir, "alice@example.com") == 0);
 	CHECK(account_id(dir, "dave@other.test") == 40);
+	{
+		bool amb = false;
+
+		s = snap_new(10, 4);
+		s->domains[s->n_domains++] = mk_domain(3, "other.test");
+		s->domains[s->n_domains++] = mk_domain(4, "two.test");
+		s->accounts[s->n_accounts++] = mk_account(40, 3, "dave", "other.test", "", 0);
+		s->accounts[s->n_accounts++] = mk_account(41, 4, "Dave", "two.test", "", 0);
+		mc_directory_load_snapshot(dir, s);
+		snap_release(s);
+		CHECK(mc_directory_login(dir, "dave", &amb) == NULL && amb);
+		CHECK(mc_directory_login(dir, "dave@two.test", &amb) != NULL && !amb);
+	}
 	mc_directory_free(&dir);
 	CHECK(dir == NULL);
 	mc_directory_free(&dir); /* NULL-safe */

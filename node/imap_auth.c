@@ -42,6 +42,8 @@ imap_capabilities(struct imap_sess *s, struct mc_strbuf *b)
 	mc_strbuf_adds(b, " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED"
 	                  " LIST-STATUS SPECIAL-USE MOVE CONDSTORE QRESYNC ESEARCH"
 	                  " QUOTA QUOTA=RES-STORAGE STATUS=SIZE BINARY");
+	if (s->z == NULL)
+		mc_strbuf_adds(b, " COMPRESS=DEFLATE");
 }
 
 void

@@ -144,6 +144,9 @@ struct imap_sess {
 	struct fetch_req *fetch;
 	struct search_req *search;
 	struct imap_job *idle_job; /* IDLE poll in flight */
+	struct imap_zstream *z;     /* COMPRESS=DEFLATE active */
+	struct mc_strbuf zplain;    /* inflated input not taken yet */
+	bool zbusy;                 /* zplain is being taken */
 	bool idle_done;            /* DONE arrived during a poll */
 };
 
@@ -174,6 +177,9 @@ void imap_sync_collect(struct imap_job *job, struct node_store *store);
 void imap_sync_command(struct imap_sess *s, const char *text);
 /* STARTTLS accepted: reply, drop pipelined input, start the handshake. */
 void imap_session_starttls(struct imap_sess *s);
+/* End the running command without a tagged reply (it was written by
+ * the handler) and go on with the next. */
+void imap_session_command_end(struct imap_sess *s);
 /* Logged in: the reader's post-authentication limits. */
 void imap_session_logged_in(struct imap_sess *s);
 /* Account for asynchronous work the session waited for (s->pending was
@@ -215,6 +221,19 @@ void imap_format_date(char buf[32], int64_t t);
 const char *imap_arg_string(struct imap_sess *s, const struct mc_imap_token *t);
 /* Mailbox name as stored: INBOX in any case -> "INBOX". */
 const char *imap_mailbox_name(const char *name);
+
+/* ---- imap_compress.c ---- */
+
+/* Inflated input kept before the session stops inflating more. */
+#define IMAP_ZPLAIN_MAX (256u * 1024)
+void imap_cmd_compress(struct imap_sess *s, const struct mc_imap_command *cmd);
+/* Inflate data into s->zplain. -1 with *error_r on a broken stream. */
+int imap_compress_inflate(struct imap_sess *s, const char *data, size_t len,
+                          const char **error_r);
+/* Deflate data (sync flush) and write it to the conn. */
+int imap_compress_write(struct imap_sess *s, const char *data, size_t len,
+                        const char **error_r);
+void imap_compress_free(struct imap_sess *s);
 
 /* ---- command groups ---------------------------------------------------- */
 

@@ -67,6 +67,7 @@ static const struct imap_command_def {
         {"GETQUOTA", S_LOGGED, imap_cmd_getquota, false},
         {"SETQUOTA", S_LOGGED, imap_cmd_setquota, false},
         {"IDLE", S_LOGGED, imap_cmd_idle, false},
+        {"COMPRESS", S_LOGGED, imap_cmd_compress, false},
         {"CHECK", S_SELECTED, imap_cmd_check, false},
         {"CLOSE", S_SELECTED, imap_cmd_close, false},
         {"UNSELECT", S_SELECTED, imap_cmd_unselect, false},
@@ -81,6 +82,7 @@ static const struct imap_command_def {
 static void sess_process(struct imap_sess *s);
 static void sess_close(struct imap_sess *s);
 static void sess_destroy(struct imap_sess *s);
+static void input_compressed(struct imap_sess *s, const char *data, size_t len);
 
 void
 imap_session_close(struct imap_sess *s)
@@ -123,7 +125,9 @@ imap_outf(struct imap_sess *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Hand output to the conn while it is not blocked. */
+/* Hand output to the conn while it is not blocked (deflated after
+ * COMPRESS, each piece ending in a sync flush so the client can read
+ * it at once). */
 static void
 flush_some(struct imap_sess *s)
 {
@@ -134,10 +138,15 @@ flush_some(struct imap_sess *s)
 		return;
 	while (done < s->out.len && !mc_conn_output_blocked(s->conn)) {
 		size_t n = s->out.len - done;
+		int rv;
 
 		if (n > IMAP_FLUSH_CHUNK)
 			n = IMAP_FLUSH_CHUNK;
-		if (mc_conn_write(s->conn, s->out.data + done, n, &err) < 0) {
+		if (s->z != NULL)
+			rv = imap_compress_write(s, s->out.data + done, n, &err);
+		else
+			rv = mc_conn_write(s->conn, s->out.data + done, n, &err);
+		if (rv < 0) {
 			mc_debug("imap write failed session=%" PRIu64 " error=\"%s\"",
 			         s->id, err);
 			mc_strbuf_reset(&s->out);
@@ -172,7 +181,16 @@ command_finished(struct imap_sess *s)
 		return;
 	}
 	mc_conn_resume(s->conn);
-	sess_process(s);
+	if (s->z != NULL && s->zplain.len > 0)
+		input_compressed(s, NULL, 0);
+	else
+		sess_process(s);
+}
+
+void
+imap_session_command_end(struct imap_sess *s)
+{
+	imap_flush(s, command_finished);
 }
 
 void
@@ -327,7 +345,7 @@ imap_sync_apply(struct imap_sess *s, struct imap_job *job, bool allow_expunge)
 			imap_view_append(v, c->uid, c->modseq, c->flags);
 		}
 	}
-	if (v->count != before || job->sync_expunged_count > 0)
+	if (v->count > before)
 		imap_outf(s, "* %zu EXISTS\r\n", v->count);
 	if (job->sync_mb.highestmodseq > v->mb.highestmodseq)
 		v->mb.highestmodseq = job->sync_mb.highestmodseq;
@@ -725,10 +743,12 @@ raw_line(struct imap_sess *s, const char *data, size_t len)
 	}
 }
 
-static void
-on_read(struct mc_conn *conn, void *ctx, const char *data, size_t len)
+/* Take what the session can of data (plaintext): raw lines in IDLE and
+ * AUTHENTICATE, otherwise into the command reader. Returns the octets
+ * used; the rest is presented again later. */
+static size_t
+input(struct imap_sess *s, const char *data, size_t len)
 {
-	struct imap_sess *s = ctx;
 	size_t used = 0;
 
 	while (used < len && !s->closing) {
@@ -740,12 +760,11 @@ on_read(struct mc_conn *conn, void *ctx, const char *data, size_t len)
 				if (len - used > IMAP_RAW_LINE_MAX) {
 					imap_outs(s, "* BYE Line too long\r\n");
 					sess_close(s);
-					return;
+					return len;
 				}
 				break;
 			}
 			n = (size_t)(nl - (data + used));
-			mc_conn_consume(conn, n + 1);
 			raw_line(s, data + used, n > 0 && data[used + n - 1] == '\r' ? n - 1 : n);
 			used += n + 1;
 			continue;
@@ -755,13 +774,49 @@ on_read(struct mc_conn *conn, void *ctx, const char *data, size_t len)
 		{
 			size_t took = mc_imap_reader_feed(&s->reader, data + used, len - used);
 
-			mc_conn_consume(conn, took);
 			used += took;
 			sess_process(s);
 			if (took == 0)
 				break;
 		}
 	}
+	return used;
+}
+
+/* COMPRESS=DEFLATE: inflate what the conn has, then take the plaintext. */
+static void
+input_compressed(struct imap_sess *s, const char *data, size_t len)
+{
+	const char *err;
+	size_t used;
+
+	if (s->zbusy) /* a command finished inside input(): it goes on */
+		return;
+	if (len > 0 && s->zplain.len < IMAP_ZPLAIN_MAX) {
+		if (imap_compress_inflate(s, data, len, &err) < 0) {
+			mc_debug("imap session=%" PRIu64 " inflate error=\"%s\"", s->id, err);
+			mc_conn_consume(s->conn, len);
+			imap_outs(s, "* BYE Compressed stream broken\r\n");
+			sess_close(s);
+			return;
+		}
+		mc_conn_consume(s->conn, len);
+	}
+	s->zbusy = true;
+	used = input(s, s->zplain.data, s->zplain.len);
+	s->zbusy = false;
+	mc_strbuf_consume(&s->zplain, used);
+}
+
+static void
+on_read(struct mc_conn *conn, void *ctx, const char *data, size_t len)
+{
+	struct imap_sess *s = ctx;
+
+	if (s->z != NULL)
+		input_compressed(s, data, len);
+	else
+		mc_conn_consume(conn, input(s, data, len));
 }
 
 static void
@@ -817,6 +872,7 @@ sess_destroy(struct imap_sess *s)
 	free(s->user);
 	imap_fetch_abort(s);
 	imap_search_abort(s);
+	imap_compress_free(s);
 	mc_pool_free(&s->pool);
 	mc_strbuf_fini(&s->out);
 	free(s);

@@ -916,6 +916,85 @@ class Imap:
             caps.update(w.decode().upper() for w in u.split()[2:])
         return caps
 
+    # ---- common commands, parsed ----
+
+    def select(self, mailbox, examine=False):
+        """SELECT (or EXAMINE) that must succeed: a dict with exists,
+        uidvalidity, uidnext, flags, permanentflags (lists of bytes) and
+        access ("READ-WRITE"/"READ-ONLY" from the tagged code)."""
+        r = self.ok("EXAMINE" if examine else "SELECT", imap_quote(mailbox))
+        out = {"reply": r, "access": r.code.split()[0] if r.code else ""}
+        for u in r.untagged:
+            m = re.match(br"\* (\d+) EXISTS$", u)
+            if m:
+                out["exists"] = int(m.group(1))
+            m = re.match(br"\* FLAGS (.*)$", u)
+            if m:
+                out["flags"] = imap_parse(m.group(1))[0]
+        for code in r.codes():
+            word, _, rest = code.partition(" ")
+            if word.upper() in ("UIDVALIDITY", "UIDNEXT"):
+                out[word.lower()] = int(rest)
+            elif word.upper() == "PERMANENTFLAGS":
+                out["permanentflags"] = imap_parse(rest.encode())[0]
+        return out
+
+    def append(self, mailbox, content, flags=None, date=None, plus=False):
+        """APPEND content; returns the ImapReply (check .status; on OK
+        with UIDPLUS .code is "APPENDUID uidvalidity uid")."""
+        parts = ["APPEND", imap_quote(mailbox)]
+        if flags is not None:
+            parts.append("(%s)" % " ".join(flags))
+        if date is not None:
+            parts.append('"%s"' % date)
+        parts.append(ImapLiteral(content, plus=plus))
+        return self.cmd(*parts)
+
+    def append_uid(self, mailbox, content, flags=None, date=None):
+        """APPEND that must succeed with APPENDUID: (uidvalidity, uid)."""
+        r = self.append(mailbox, content, flags, date)
+        assert r.status == "OK", "APPEND to %s: %r" % (mailbox, r)
+        m = re.match(r"APPENDUID (\d+) (\d+)$", r.code, re.I)
+        assert m, "no APPENDUID in %r" % r.line
+        return int(m.group(1)), int(m.group(2))
+
+    def search(self, *criteria, uid=False):
+        """SEARCH (UID SEARCH) that must succeed: the numbers as a list."""
+        r = self.ok(*(["UID"] if uid else []), "SEARCH", *criteria)
+        out = []
+        for u in r.untagged_of("SEARCH"):
+            out += [int(x) for x in u.split()[2:]]
+        return out
+
+    def fetch(self, seqset, items, uid=False):
+        """FETCH (UID FETCH) that must succeed: [(seq, {ITEM: value})]
+        in the order received."""
+        r = self.ok(*(["UID"] if uid else []), "FETCH", seqset, items)
+        return [imap_fetch_items(u) for u in r.untagged_of("FETCH")]
+
+    def status(self, mailbox, items):
+        """STATUS that must succeed: {ITEM: int}."""
+        r = self.ok("STATUS", imap_quote(mailbox), items)
+        out = {}
+        for u in r.untagged_of("STATUS"):
+            parsed = imap_parse(u)
+            vals = parsed[3]
+            for i in range(0, len(vals) - 1, 2):
+                out[vals[i].decode().upper()] = int(vals[i + 1])
+        return out
+
+    def list(self, reference="", pattern="*", command="LIST"):
+        """LIST (or LSUB) that must succeed: {name (str): (attributes
+        as a set of lower-case str, delimiter as str or None)}."""
+        r = self.ok(command, imap_quote(reference), imap_quote(pattern))
+        out = {}
+        for u in r.untagged_of(command):
+            _, _, attrs, delim, name = imap_parse(u)[:5]
+            out[name.decode("utf-8", "replace")] = (
+                {a.decode().lower() for a in attrs},
+                delim.decode() if delim is not None else None)
+        return out
+
 
 def imap_quote(s):
     """s as an IMAP quoted string."""

@@ -17,15 +17,12 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
 
 #include "directory.h"
 #include "error.h"
-#include "imf.h"
 #include "log.h"
-#include "mime.h"
 #include "mem.h"
-#include "pool.h"
+#include "message.h"
 #include "smtp_server.h"
 
 struct node_lmtp {
@@ -306,21 +303,9 @@ static void
 hash_work(uv_work_t *w)
 {
 	struct lmtp_job *job = w->data;
-	struct mc_pool *pool = mc_pool_new();
-	struct mc_imf_envelope env;
-	struct mc_mime_message mime;
-	json_t *json;
 
-	mc_blob_key_of(job->blob, job->len, job->key);
-	mc_imf_envelope_parse(&env, pool, job->blob, job->len, NULL);
-	json = mc_imf_envelope_to_json(&env);
-	job->envelope_json = json_dumps(json, JSON_COMPACT);
-	json_decref(json);
-	mc_mime_parse(&mime, pool, job->blob, job->len, NULL);
-	json = mc_mime_to_json(&mime);
-	job->bodystructure_json = json_dumps(json, JSON_COMPACT);
-	json_decref(json);
-	mc_pool_free(&pool);
+	node_message_analyze(job->blob, job->len, job->key, &job->envelope_json,
+	                     &job->bodystructure_json);
 }
 
 static void

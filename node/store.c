@@ -179,9 +179,13 @@ create_defaults(struct node_store *st, uint64_t account_id, uint32_t shard,
 		                         default_mailboxes[i].special_use};
 		PGresult *res = node_store_q(
 		        st,
+		        /* WHERE NOT EXISTS: no UIDVALIDITY is drawn for a
+		         * mailbox that is already there (every login asks). */
 		        "INSERT INTO mailboxes (account_id, shard, name, special_use,"
-		        " uidvalidity) VALUES ($1, $2, $3, $4, " NODE_STORE_UIDVALIDITY_SQL
-		        ") ON CONFLICT DO NOTHING",
+		        " uidvalidity) SELECT $1::bigint, $2::integer, $3, $4, "
+		        NODE_STORE_UIDVALIDITY_SQL " WHERE NOT EXISTS (SELECT 1 FROM"
+		        " mailboxes WHERE account_id = $1::bigint AND name = $3)"
+		        " ON CONFLICT DO NOTHING",
 		        4, params, error_r);
 
 		if (res == NULL)

@@ -16,11 +16,12 @@ struct node_store {
 	char *conninfo;
 };
 
-/* A new mailbox's UIDVALIDITY, from the clock: a mailbox deleted and
- * recreated later gets a new one, so clients drop their cached UIDs. Fits
- * in 32 bits and is never 0 (RFC 3501). */
+/* A new mailbox's UIDVALIDITY, from a sequence that started at the clock
+ * (node/migrations/0003_imap.sql): a mailbox deleted and recreated gets a
+ * new one, so clients drop their cached UIDs. Fits in 32 bits and is never
+ * 0 (RFC 3501). */
 #define NODE_STORE_UIDVALIDITY_SQL                                             \
-	"(extract(epoch FROM clock_timestamp())::bigint % 4294967295 + 1)"
+	"(nextval('uidvalidity_seq') % 4294967295 + 1)"
 
 /* (Re)connect when there is no healthy connection. */
 int node_store_connect(struct node_store *st, const char **error_r);

@@ -60,3 +60,11 @@ CREATE TRIGGER messages_totals_insert AFTER INSERT ON messages
 CREATE TRIGGER messages_totals_delete AFTER DELETE ON messages
     REFERENCING OLD TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION mailbox_totals();
+
+-- UIDVALIDITY of new mailboxes: from a sequence that starts at the clock,
+-- so a mailbox deleted and recreated (even within one second) never gets
+-- a UIDVALIDITY it had before and clients drop their cached UIDs.
+CREATE SEQUENCE uidvalidity_seq;
+SELECT setval('uidvalidity_seq',
+              greatest(extract(epoch FROM now())::bigint,
+                       (SELECT coalesce(max(uidvalidity), 1) FROM mailboxes)));

@@ -55,20 +55,43 @@ static const char msg2[] = "Subject: plain\r\nCc: carol@example.org\r\n"
 static const char msg3[] = "X-Only: header, no body";
 
 static const struct mc_imap_search_msg msgs[] = {
-        {.seq = 1, .uid = 7, .modseq = 3, .flags = "\\Seen $Label",
-         .size = 900, .internaldate = 1710496800,
-         .date = "Fri, 15 Mar 2024 11:00:00 +0100", .data = msg1,
+        {.seq = 1,
+         .uid = 7,
+         .modseq = 3,
+         .flags = "\\Seen $Label",
+         .size = 900,
+         .internaldate = 1710496800,
+         .date = "Fri, 15 Mar 2024 11:00:00 +0100",
+         .data = msg1,
          .len = sizeof(msg1) - 1},
-        {.seq = 2, .uid = 9, .modseq = 12, .flags = "\\Flagged \\Draft",
-         .recent = true, .size = 4000, .internaldate = 1710631800,
-         .date = "16 Mar 2024 23:30 EST", .data = msg2,
+        {.seq = 2,
+         .uid = 9,
+         .modseq = 12,
+         .flags = "\\Flagged \\Draft",
+         .recent = true,
+         .size = 4000,
+         .internaldate = 1710631800,
+         .date = "16 Mar 2024 23:30 EST",
+         .data = msg2,
          .len = sizeof(msg2) - 1},
-        {.seq = 3, .uid = 30, .modseq = 1, .flags = "", .size = 23,
-         .internaldate = -86400, .date = "garbage", .data = msg3,
+        {.seq = 3,
+         .uid = 30,
+         .modseq = 1,
+         .flags = "",
+         .size = 23,
+         .internaldate = -86400,
+         .date = "garbage",
+         .data = msg3,
          .len = sizeof(msg3) - 1},
-        {.seq = 4, .uid = 31, .modseq = UINT64_MAX, .flags = NULL,
-         .size = UINT64_MAX, .internaldate = INT64_MAX, .date = NULL,
-         .data = "", .len = 0},
+        {.seq = 4,
+         .uid = 31,
+         .modseq = UINT64_MAX,
+         .flags = NULL,
+         .size = UINT64_MAX,
+         .internaldate = INT64_MAX,
+         .date = NULL,
+         .data = "",
+         .len = 0},
 };
 
 static void
@@ -78,12 +101,15 @@ check_search(const struct mc_imap_command *cmd)
 	struct mc_imap_search *s = NULL;
 	struct mc_imap_search_options opts;
 	const char *err = NULL;
-	const struct mc_imap_search_ctx ctx = {
-	        .max_seq = 4, .max_uid = 31, .tz_offset_minutes = -330,
-	        .now = 1710637200};
+	const struct mc_imap_search_ctx ctx = {.max_seq = 4,
+	                                       .max_uid = 31,
+	                                       .tz_offset_minutes = -330,
+	                                       .now = 1710637200};
 
-	if (mc_imap_search_parse(cmd->args, cmd->nargs, pool, &s, &opts,
-	                         &err) < 0) {
+	int ret = mc_imap_search_parse(cmd->args, cmd->nargs, pool, &s, &opts,
+	                               &err);
+
+	if (ret < 0) {
 		MUST(s == NULL && err != NULL);
 		MUST(strlen(err) < 200 && strpbrk(err, "\r\n") == NULL);
 		mc_pool_free(&pool);
@@ -126,14 +152,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const struct mc_imap_reply *reply;
 			int ret;
 
-			while ((ret = mc_imap_reader_next(&r, &cmd, &reply)) != 0)
+			while ((ret = mc_imap_reader_next(&r, &cmd, &reply)) !=
+			       0)
 				if (ret > 0 && strcmp(cmd.name, "SEARCH") == 0)
 					check_search(&cmd);
 			(void)mc_imap_reader_continuation(&r);
 			if (off == lens[k])
 				break;
-			off += mc_imap_reader_feed(
-			        &r, (const char *)parts[k] + off, lens[k] - off);
+			off += mc_imap_reader_feed(&r,
+			                           (const char *)parts[k] + off,
+			                           lens[k] - off);
 		}
 	}
 	mc_imap_reader_fini(&r);
@@ -146,7 +174,8 @@ static const char *const seed_text[] = {
         "NOT (SEEN BODY \"secret word\") 1:*,3",
         "RETURN (MIN MAX COUNT) CHARSET UTF-8 UNSEEN FROM j\xc3\xbcrgen",
         "RETURN () UID 7:* NOT DELETED",
-        "HEADER Subject \"gr\xc3\xbc\xc3\x9f" "e aus\" TO bob",
+        "HEADER Subject \"gr\xc3\xbc\xc3\x9f"
+        "e aus\" TO bob",
         "OR OR SUBJECT inner TEXT caf\xc3\xa9 CC \"\"",
         "SENTSINCE 1-Mar-2024 SENTBEFORE \"20-Mar-2024\" SENTON 15-Mar-2024",
         "BEFORE 16-Mar-2024 ON 1-Jan-1970 SINCE 31-Dec-1969",

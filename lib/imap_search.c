@@ -405,8 +405,7 @@ ew_decode(const unsigned char *s, size_t len, unsigned char *out,
 	if (enc != 'b' && enc != 'q')
 		return false;
 	text = i + 3;
-	for (i = text; i + 1 < len && !(s[i] == '?' && s[i + 1] == '=');
-	     i++) {
+	for (i = text; i + 1 < len && !(s[i] == '?' && s[i + 1] == '='); i++) {
 		if (s[i] <= ' ' || s[i] >= 127) {
 			*used_r = i;
 			return false;
@@ -513,8 +512,8 @@ enum arg {
 	ARG_HEADER,  /* field name, string */
 	ARG_KEYWORD, /* flag-keyword */
 	ARG_DATE,
-	ARG_NUMBER,  /* number64 */
-	ARG_NZ,      /* nz-number (RFC 5032 interval) */
+	ARG_NUMBER, /* number64 */
+	ARG_NZ,     /* nz-number (RFC 5032 interval) */
 	ARG_SET,
 	ARG_MODSEQ,
 	ARG_NOT,
@@ -610,8 +609,9 @@ take_number(struct parser *ps, unsigned end, const char *key, uint64_t max,
 
 	if (t == NULL)
 		return false;
-	if (t->type != MC_IMAP_ATOM || !mc_imap_parse_u64(t->text, t->len, v_r) ||
-	    *v_r > max || (nz && *v_r == 0)) {
+	if (t->type != MC_IMAP_ATOM ||
+	    !mc_imap_parse_u64(t->text, t->len, v_r) || *v_r > max ||
+	    (nz && *v_r == 0)) {
 		fail(ps, "Invalid number for %s", key);
 		return false;
 	}
@@ -910,7 +910,8 @@ parse_return(struct parser *ps, unsigned nargs,
 		const struct mc_imap_token *t = &ps->args[ps->i];
 		unsigned bit = 0;
 
-		for (size_t k = 0; k < sizeof(ret_opts) / sizeof(ret_opts[0]); k++)
+		for (size_t k = 0; k < sizeof(ret_opts) / sizeof(ret_opts[0]);
+		     k++)
 			if (mc_imap_token_is(t, ret_opts[k].name))
 				bit = ret_opts[k].bit;
 		if (bit == 0 && t->type == MC_IMAP_ATOM) {
@@ -952,7 +953,8 @@ mc_imap_search_parse(const struct mc_imap_token *args, unsigned nargs,
 		ps.i++;
 		if (!take_string(&ps, nargs, "CHARSET", &t))
 			goto fail;
-		if (!(t->len == 8 && strncasecmp(t->text, "US-ASCII", 8) == 0) &&
+		if (!(t->len == 8 &&
+		      strncasecmp(t->text, "US-ASCII", 8) == 0) &&
 		    !(t->len == 5 && strncasecmp(t->text, "UTF-8", 5) == 0)) {
 			ps.error = "[BADCHARSET (US-ASCII UTF-8)] "
 			           "Unsupported charset";
@@ -1193,9 +1195,9 @@ static enum mc_imap_search_result eval(const struct mc_imap_search *n,
 /* AND (or OR): Kleene logic, keys without text first so that a decided
  * answer spares reading and decoding the message. */
 static enum mc_imap_search_result
-eval_list(const struct mc_imap_search *n, struct eval *ev, bool or)
+eval_list(const struct mc_imap_search *n, struct eval *ev, bool is_or)
 {
-	enum mc_imap_search_result decisive = yn(or), res = yn(!or);
+	enum mc_imap_search_result decisive = yn(is_or), res = yn(!is_or);
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (const struct mc_imap_search *c = n->child; c != NULL;
@@ -1221,7 +1223,8 @@ eval_date(const struct mc_imap_search *n, const struct eval *ev)
 
 	if (n->kind == KEY_SENTBEFORE || n->kind == KEY_SENTON ||
 	    n->kind == KEY_SENTSINCE) {
-		if (ev->msg->date == NULL || !parse_sent_date(ev->msg->date, &day))
+		if (ev->msg->date == NULL ||
+		    !parse_sent_date(ev->msg->date, &day))
 			return MC_IMAP_SEARCH_NO;
 	} else {
 		day = local_day(ev->msg->internaldate,
@@ -1250,8 +1253,9 @@ eval(const struct mc_imap_search *n, struct eval *ev)
 		return eval_list(n, ev, true);
 	case KEY_NOT:
 		r = eval(n->child, ev);
-		return r == MC_IMAP_SEARCH_NEED_DATA ? r
-		                                     : yn(r == MC_IMAP_SEARCH_NO);
+		return r == MC_IMAP_SEARCH_NEED_DATA
+		               ? r
+		               : yn(r == MC_IMAP_SEARCH_NO);
 	case KEY_ALL:
 		return MC_IMAP_SEARCH_YES;
 	case KEY_FLAG:

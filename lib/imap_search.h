@@ -85,10 +85,10 @@ struct mc_imap_search_ctx {
 	uint32_t max_uid; /* highest UID in the mailbox (0 when empty) */
 	int tz_offset_minutes; /* for BEFORE/ON/SINCE on INTERNALDATE:
 	                          0 = UTC (dates compare in this zone) */
-	int64_t now; /* OLDER/YOUNGER (RFC 5032) count back from here
-	                (unix seconds); 0 = time(NULL) at each match. Set it
-	                once per command for one consistent answer, or in
-	                tests for a fixed clock. */
+	/* OLDER/YOUNGER (RFC 5032) count back from now (unix seconds);
+	 * 0 = time(NULL) at each match. Set it once per command for one
+	 * consistent answer, or in tests for a fixed clock. */
+	int64_t now;
 };
 
 enum mc_imap_search_result {

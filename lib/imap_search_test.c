@@ -25,8 +25,8 @@ parse(struct mc_pool *pool, const char *program,
       struct mc_imap_search **search_r, struct mc_imap_search_options *opts,
       const char **error_r)
 {
-	char *line = mc_asprintf("a SEARCH%s%s\r\n", *program ? " " : "",
-	                         program);
+	char *line =
+	        mc_asprintf("a SEARCH%s%s\r\n", *program ? " " : "", program);
 	size_t len = strlen(line), off = 0;
 	struct mc_imap_reader r;
 	struct mc_imap_command cmd;
@@ -55,8 +55,12 @@ parse(struct mc_pool *pool, const char *program,
 static int64_t
 utc(int y, int mon, int d, int h, int mi, int s)
 {
-	struct tm tm = {.tm_year = y - 1900, .tm_mon = mon - 1, .tm_mday = d,
-	                .tm_hour = h, .tm_min = mi, .tm_sec = s};
+	struct tm tm = {.tm_year = y - 1900,
+	                .tm_mon = mon - 1,
+	                .tm_mday = d,
+	                .tm_hour = h,
+	                .tm_min = mi,
+	                .tm_sec = s};
 
 	return (int64_t)timegm(&tm);
 }
@@ -122,32 +126,53 @@ setup(void)
 	ctx.max_uid = 40;
 	ctx.now = utc(2024, 3, 17, 1, 0, 0);
 	msgs[0] = (struct mc_imap_search_msg){
-	        .seq = 1, .uid = 10, .modseq = 5,
-	        .flags = "\\Seen \\Answered $Label", .size = 1000,
+	        .seq = 1,
+	        .uid = 10,
+	        .modseq = 5,
+	        .flags = "\\Seen \\Answered $Label",
+	        .size = 1000,
 	        .internaldate = utc(2024, 3, 15, 10, 0, 0),
 	        .date = "Fri, 15 Mar 2024 11:00:00 +0100",
-	        .data = data1, .len = sizeof(data1) - 1};
+	        .data = data1,
+	        .len = sizeof(data1) - 1};
 	msgs[1] = (struct mc_imap_search_msg){
-	        .seq = 2, .uid = 20, .modseq = 10,
-	        .flags = "\\Flagged \\Draft", .recent = true, .size = 5000,
+	        .seq = 2,
+	        .uid = 20,
+	        .modseq = 10,
+	        .flags = "\\Flagged \\Draft",
+	        .recent = true,
+	        .size = 5000,
 	        .internaldate = utc(2024, 3, 16, 23, 30, 0),
 	        .date = "16 Mar 2024 23:30 EST",
-	        .data = data2, .len = sizeof(data2) - 1};
+	        .data = data2,
+	        .len = sizeof(data2) - 1};
 	msgs[2] = (struct mc_imap_search_msg){
-	        .seq = 3, .uid = 30, .modseq = 1, .flags = "\\Deleted",
-	        .size = 200, .internaldate = utc(2023, 12, 31, 23, 59, 59),
-	        .date = NULL, .data = data3, .len = sizeof(data3) - 1};
+	        .seq = 3,
+	        .uid = 30,
+	        .modseq = 1,
+	        .flags = "\\Deleted",
+	        .size = 200,
+	        .internaldate = utc(2023, 12, 31, 23, 59, 59),
+	        .date = NULL,
+	        .data = data3,
+	        .len = sizeof(data3) - 1};
 	msgs[3] = (struct mc_imap_search_msg){
-	        .seq = 4, .uid = 40, .modseq = 20, .flags = "$Junk \\SEEN",
-	        .recent = true, .size = 3000,
+	        .seq = 4,
+	        .uid = 40,
+	        .modseq = 20,
+	        .flags = "$Junk \\SEEN",
+	        .recent = true,
+	        .size = 3000,
 	        .internaldate = utc(2024, 3, 17, 0, 30, 0),
-	        .date = "garbage", .data = data4, .len = sizeof(data4) - 1};
+	        .date = "garbage",
+	        .data = data4,
+	        .len = sizeof(data4) - 1};
 }
 
 static char
 res_char(enum mc_imap_search_result r)
 {
-	return r == MC_IMAP_SEARCH_YES ? 'Y'
+	return r == MC_IMAP_SEARCH_YES  ? 'Y'
 	       : r == MC_IMAP_SEARCH_NO ? 'N'
 	                                : '?';
 }
@@ -273,8 +298,7 @@ static const struct match_case match_cases[] = {
         {"OR NEW SUBJECT plain", "NYNY", "?Y??"},
         {"UID 10 NOT TEXT xyz", "YNNN", "?NNN"},
         {"OR SUBJECT plain HEADER x-empty \"\"", "NNYY", "????"},
-        {"SENTSINCE 1-Jan-2024 OR BODY zebra TEXT numbers", "YYNN",
-         "??NN"},
+        {"SENTSINCE 1-Jan-2024 OR BODY zebra TEXT numbers", "YYNN", "??NN"},
         {"((((SEEN))))", "YNNY", NULL},
 };
 
@@ -350,7 +374,8 @@ test_timezone(void)
 		c.tz_offset_minutes = cases[i].tz;
 		CHECK(parse(pool, cases[i].program, &s, &opts, &err) == 0);
 		for (size_t k = 0; k < NMSG; k++)
-			got[k] = res_char(mc_imap_search_match(s, &c, &msgs[k]));
+			got[k] =
+			        res_char(mc_imap_search_match(s, &c, &msgs[k]));
 		CHECK_STR(got, cases[i].want);
 		mc_pool_free(&pool);
 	}
@@ -453,9 +478,11 @@ test_errors(void)
 		if (ret != -1 || err == NULL ||
 		    strncmp(err, c->error, strlen(c->error)) != 0)
 			fprintf(stderr, "%s: ret %d error '%s', want '%s'\n",
-			        c->program, ret, err ? err : "(null)", c->error);
+			        c->program, ret, err ? err : "(null)",
+			        c->error);
 		CHECK(ret == -1);
-		CHECK(err != NULL && strncmp(err, c->error, strlen(c->error)) == 0);
+		CHECK(err != NULL &&
+		      strncmp(err, c->error, strlen(c->error)) == 0);
 		CHECK(s == NULL);
 		CHECK(err == NULL || strpbrk(err, "\r\n") == NULL);
 		mc_pool_free(&pool);
@@ -521,8 +548,7 @@ test_options(void)
 
 /* "prefix" n times, then middle, then "suffix" n times. */
 static char *
-repeat(const char *prefix, unsigned n, const char *middle,
-       const char *suffix)
+repeat(const char *prefix, unsigned n, const char *middle, const char *suffix)
 {
 	size_t len = (strlen(prefix) + strlen(suffix)) * n + strlen(middle);
 	char *s = mc_malloc(len + 1), *p = s;
@@ -549,9 +575,9 @@ parse_result(const char *program, const char *error_prefix)
 	if (ret == 0)
 		CHECK(mc_imap_search_match(s, &ctx, &msgs[0]) !=
 		      MC_IMAP_SEARCH_NEED_DATA);
-	if (error_prefix != NULL && (ret != -1 || err == NULL ||
-	                             strncmp(err, error_prefix,
-	                                     strlen(error_prefix)) != 0)) {
+	if (error_prefix != NULL &&
+	    (ret != -1 || err == NULL ||
+	     strncmp(err, error_prefix, strlen(error_prefix)) != 0)) {
 		fprintf(stderr, "%.40s...: ret %d '%s', want '%s'\n", program,
 		        ret, err ? err : "(null)", error_prefix);
 		CHECK(0);

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-
 #include "directory.h"
 #include "error.h"
 #include "log.h"

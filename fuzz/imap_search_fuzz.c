@@ -105,10 +105,10 @@ check_search(const struct mc_imap_command *cmd)
 	                                       .max_uid = 31,
 	                                       .tz_offset_minutes = -330,
 	                                       .now = 1710637200};
+	int ret;
 
-	int ret = mc_imap_search_parse(cmd->args, cmd->nargs, pool, &s, &opts,
-	                               &err);
-
+	ret = mc_imap_search_parse(cmd->args, cmd->nargs, pool, &s, &opts,
+	                           &err);
 	if (ret < 0) {
 		MUST(s == NULL && err != NULL);
 		MUST(strlen(err) < 200 && strpbrk(err, "\r\n") == NULL);

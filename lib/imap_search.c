@@ -2,7 +2,7 @@
  * keys (table-driven, bounded depth and size, every string copied into
  * the caller's pool) and the three-valued evaluator, with what it needs
  * to read message bytes: RFC 2047 encoded-word decoding for header keys,
- * base64/quoted-printable decoding of text parts for BODY/TEXT, ASCII
+ * text parts decoded (lib/mime_decode) for BODY/TEXT, ASCII
  * case-insensitive substring search (KMP, linear in the message whatever
  * the pattern), and RFC 3501 / RFC 5322 dates. */
 #include "imap_search.h"
@@ -16,6 +16,8 @@
 
 #include "imf.h"
 #include "mime.h"
+#include "mime_decode.h"
+#include "strbuf.h"
 
 enum key {
 	KEY_AND = 1, /* children, all */
@@ -313,8 +315,9 @@ b64_value(unsigned char c)
 	return c == '/' ? 63 : -1;
 }
 
-/* Lenient base64: other bytes are skipped, '=' ends a group (so
- * concatenated encodings decode too). Writes at most len * 3 / 4. */
+/* Lenient base64 as mc_mime_decode_base64 (other bytes skipped, '=' ends
+ * a group), into a buffer: encoded-words are decoded in place, without an
+ * allocation each. Writes at most len * 3 / 4. */
 static size_t
 b64_decode(const unsigned char *in, size_t len, unsigned char *out)
 {
@@ -341,41 +344,24 @@ b64_decode(const unsigned char *in, size_t len, unsigned char *out)
 	return o;
 }
 
-/* Quoted-printable (RFC 2045 6.7) or the Q encoding (RFC 2047 4.2, where
- * '_' is a blank). A broken escape stays as it is. Writes at most len. */
+/* The Q encoding of RFC 2047 4.2: =XX octets, '_' for a blank; a broken
+ * escape stays as it is. (Not mc_mime_decode_qp: an encoded-word has no
+ * line ends, and blanks at its end are data, not padding.) Writes at
+ * most len. */
 static size_t
-qp_decode(const unsigned char *in, size_t len, unsigned char *out, bool q)
+q_decode(const unsigned char *in, size_t len, unsigned char *out)
 {
-	size_t o = 0, i = 0;
+	size_t o = 0;
 
-	while (i < len) {
-		size_t j;
-
-		if (in[i] != '=') {
-			out[o++] = q && in[i] == '_' ? ' ' : in[i];
-			i++;
-			continue;
-		}
-		if (i + 2 < len && hex_value(in[i + 1]) >= 0 &&
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '=' && i + 2 < len && hex_value(in[i + 1]) >= 0 &&
 		    hex_value(in[i + 2]) >= 0) {
 			out[o++] = (unsigned char)(hex_value(in[i + 1]) * 16 +
 			                           hex_value(in[i + 2]));
-			i += 3;
-			continue;
+			i += 2;
+		} else {
+			out[o++] = in[i] == '_' ? ' ' : in[i];
 		}
-		if (!q) { /* soft line break: '=', blanks, the line end */
-			j = i + 1;
-			while (j < len && (in[j] == ' ' || in[j] == '\t'))
-				j++;
-			if (j < len && in[j] == '\r')
-				j++;
-			if (j == len || in[j] == '\n') {
-				i = j < len ? j + 1 : j;
-				continue;
-			}
-		}
-		out[o++] = '=';
-		i++;
 	}
 	return o;
 }
@@ -416,7 +402,7 @@ ew_decode(const unsigned char *s, size_t len, unsigned char *out,
 		return false;
 	}
 	*out_len_r = enc == 'b' ? b64_decode(s + text, i - text, out)
-	                        : qp_decode(s + text, i - text, out, true);
+	                        : q_decode(s + text, i - text, out);
 	*used_r = i + 2;
 	return true;
 }
@@ -1088,14 +1074,15 @@ field_text(struct eval *ev, size_t i)
 static void
 load_parts(struct eval *ev)
 {
-	const unsigned char *data = (const unsigned char *)ev->msg->data;
 	const struct mc_mime_part *root, *p;
 	struct mc_mime_message mm;
+	struct mc_strbuf buf;
 
 	if (ev->have_parts)
 		return;
 	ev->have_parts = true;
-	mc_mime_parse(&mm, ev->pool, data, ev->msg->len, NULL);
+	mc_strbuf_init(&buf);
+	mc_mime_parse(&mm, ev->pool, ev->msg->data, ev->msg->len, NULL);
 	root = p = mm.root;
 	for (;;) {
 		if (p->children != NULL) {
@@ -1109,13 +1096,18 @@ load_parts(struct eval *ev)
 		    p->body_offset <= ev->msg->len &&
 		    p->body_size <= ev->msg->len - p->body_offset) {
 			struct text *t = mc_pool_alloc(ev->pool, sizeof(*t));
-			unsigned char *out =
-			        mc_pool_alloc(ev->pool, p->body_size + 1);
-			const unsigned char *in = data + p->body_offset;
+			const char *in = ev->msg->data + p->body_offset;
+			unsigned char *copy;
 
-			t->len = b64 ? b64_decode(in, p->body_size, out)
-			             : qp_decode(in, p->body_size, out, false);
-			t->p = out;
+			mc_strbuf_reset(&buf);
+			if (b64)
+				mc_mime_decode_base64(&buf, in, p->body_size);
+			else
+				mc_mime_decode_qp(&buf, in, p->body_size);
+			t->len = buf.len;
+			t->p = copy = mc_pool_alloc(ev->pool, buf.len + 1);
+			if (buf.len > 0)
+				memcpy(copy, buf.data, buf.len);
 			t->next = ev->parts;
 			ev->parts = t;
 		}
@@ -1125,6 +1117,7 @@ load_parts(struct eval *ev)
 			break;
 		p = p->next;
 	}
+	mc_strbuf_fini(&buf);
 }
 
 static bool

@@ -185,6 +185,7 @@ struct match_case {
 
 static const struct match_case match_cases[] = {
         {"ALL", "YYYY", NULL},
+        {"NOT ALL", "NNNN", NULL},
         /* flags, case-insensitive */
         {"SEEN", "YNNY", NULL},
         {"UNSEEN", "NYYN", NULL},
@@ -697,6 +698,8 @@ test_odd_messages(void)
 	         "SUBJECT \"Straße\"", MC_IMAP_SEARCH_YES},
 	        {"Subject: =?utf-8?B?YWJj?==?utf-8?B?ZGVm?=\r\n",
 	         "SUBJECT abcdef", MC_IMAP_SEARCH_YES},
+	        {"Subject: =?utf-8?q?Hello_?=\r\n =?utf-8?q?World=5F?=\r\n",
+	         "SUBJECT \"Hello World_\"", MC_IMAP_SEARCH_YES},
 	        {"Subject: x =?utf-8?q?=ZZ?=\r\n", "SUBJECT \"x =ZZ\"",
 	         MC_IMAP_SEARCH_YES},
 	        {"Subject: =??q?a?=\r\n", "SUBJECT \"=??q?a?=\"",

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "blob.h"
 #include "cfgsync.h"
 #include "store_pool.h"
@@ -30,6 +31,7 @@ struct node_imap_settings {
 	struct mc_cfgsync *sync;
 	struct mc_blob *blob;
 	struct node_store_pool *store;
+	struct node_auth *auth;
 };
 
 int node_imap_start(uv_loop_t *loop, const struct node_imap_settings *set,

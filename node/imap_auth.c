@@ -2,31 +2,24 @@
  * state: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE
  * PLAIN (with SASL-IR), ENABLE, NAMESPACE.
  *
- * Passwords: only over TLS (LOGINDISABLED before it). The stored hash
- * (argon2id from mailctl; sha512-crypt and bcrypt from imports) is
- * checked on a worker thread, since argon2id deliberately takes tens of
- * milliseconds. A failure is answered after a delay, and a connection
- * that fails IMAP_AUTH_FAILURES_MAX times is closed. */
+ * Passwords: only over TLS (LOGINDISABLED before it), checked by
+ * node/auth.h (worker thread, growing delays per peer address); a
+ * connection that fails IMAP_AUTH_FAILURES_MAX times is closed. */
 #include "imap_private.h"
 
-#include <crypt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <argon2.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "auth.h"
 #include "directory.h"
 #include "imap_format.h"
 #include "log.h"
 #include "mem.h"
-
-/* Delay of a failed login answer: slows guessing on one connection. */
-#define AUTH_FAIL_DELAY_MS 1000
 
 void
 imap_capabilities(struct imap_sess *s, struct mc_strbuf *b)
@@ -131,84 +124,14 @@ imap_cmd_namespace(struct imap_sess *s, const struct mc_imap_command *cmd)
 
 /* ---- password check ---------------------------------------------------- */
 
-struct auth_job {
-	struct imap_sess *s;
-	uv_work_t work;
-	uv_timer_t delay;
-	char *hash;
-	char *password;
-	size_t password_len;
-	uint64_t account_id;
-	uint32_t shard;
-	char *address;
-	bool ok;
-};
-
-static bool
-password_ok(const char *hash, const char *password, size_t len)
-{
-	struct crypt_data *cd;
-	const char *out;
-	bool ok;
-
-	if (strncmp(hash, "$argon2id$", 10) == 0)
-		return argon2id_verify(hash, password, len) == ARGON2_OK;
-	if (strncmp(hash, "$argon2i$", 9) == 0)
-		return argon2i_verify(hash, password, len) == ARGON2_OK;
-	if (strncmp(hash, "$6$", 3) != 0 && strncmp(hash, "$2b$", 4) != 0 &&
-	    strncmp(hash, "$2y$", 4) != 0)
-		return false;
-	if (memchr(password, '\0', len) != NULL)
-		return false;
-	cd = mc_malloc(sizeof(*cd));
-	out = crypt_r(password, hash, cd);
-	ok = out != NULL && out[0] != '*' && strlen(out) == strlen(hash) &&
-	     CRYPTO_memcmp(out, hash, strlen(hash)) == 0;
-	mc_wipe(cd, sizeof(*cd));
-	free(cd);
-	return ok;
-}
-
 static void
-auth_work(uv_work_t *w)
+auth_failed(struct imap_sess *s)
 {
-	struct auth_job *job = w->data;
-
-	job->ok = job->hash[0] != '\0' &&
-	          password_ok(job->hash, job->password, job->password_len);
-}
-
-static void
-auth_job_free(struct auth_job *job)
-{
-	mc_wipe(job->password, job->password_len);
-	free(job->password);
-	free(job->hash);
-	free(job->address);
-	free(job);
-}
-
-static void
-delay_closed(uv_handle_t *h)
-{
-	auth_job_free(h->data);
-}
-
-static void
-auth_failed_reply(uv_timer_t *t)
-{
-	struct auth_job *job = t->data;
-	struct imap_sess *s = job->s;
-
-	if (imap_pending_release(s)) {
-		if (++s->auth_failures >= IMAP_AUTH_FAILURES_MAX) {
-			imap_outs(s, "* BYE Too many failed logins\r\n");
-			s->state = IMAP_LOGOUT;
-		}
-		imap_command_done(s, "NO", "AUTHENTICATIONFAILED",
-		                  "Authentication failed");
+	if (++s->auth_failures >= IMAP_AUTH_FAILURES_MAX) {
+		imap_outs(s, "* BYE Too many failed logins\r\n");
+		s->state = IMAP_LOGOUT;
 	}
-	uv_close((uv_handle_t *)&job->delay, delay_closed);
+	imap_command_done(s, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
 }
 
 static void login_ready(struct imap_job *ij);
@@ -230,34 +153,24 @@ ensure_work(struct imap_job *ij, struct node_store *store, const char *error)
 		snprintf(ij->error, sizeof(ij->error), "%s", err ? err : "");
 }
 
+/* The password check is back (after its penalty delay when it failed). */
 static void
-auth_done(uv_work_t *w, int status)
+auth_checked(void *arg, const struct node_auth_result *res)
 {
-	struct auth_job *job = w->data;
-	struct imap_sess *s = job->s;
+	struct imap_sess *s = arg;
 	struct imap_job *ij;
 	uint64_t *epoch;
 
-	(void)status;
-	if (s->closing) {
-		imap_pending_release(s);
-		auth_job_free(job);
-		return;
-	}
-	if (!job->ok) {
-		mc_info("imap login failed session=%" PRIu64 " user=%s peer=%s", s->id,
-		        job->address[0] ? job->address : "(unknown)",
+	s->auth_req = NULL;
+	if (!res->ok) {
+		mc_info("imap login failed session=%" PRIu64 " peer=%s", s->id,
 		        mc_conn_peer_ip(s->conn));
-		uv_timer_init(s->imap->loop, &job->delay);
-		job->delay.data = job;
-		uv_timer_start(&job->delay, auth_failed_reply, AUTH_FAIL_DELAY_MS, 0);
+		auth_failed(s);
 		return;
 	}
-	imap_pending_release(s);
-	s->account_id = job->account_id;
-	s->shard = job->shard;
-	s->user = mc_strdup(job->address);
-	auth_job_free(job);
+	s->account_id = res->account_id;
+	s->shard = res->shard;
+	s->user = mc_strdup(res->address);
 	epoch = mc_malloc(sizeof(*epoch));
 	if (!imap_epoch(s, epoch)) {
 		free(epoch);
@@ -311,27 +224,10 @@ static void
 auth_start(struct imap_sess *s, const char *user, const char *password,
            size_t password_len)
 {
-	const struct mc_directory *dir = mc_cfgsync_directory(s->imap->set.sync);
-	struct auth_job *job = mc_malloc(sizeof(*job));
-	const struct mc_dir_account *acc;
-	bool ambiguous;
-
-	acc = mc_directory_login(dir, user, &ambiguous);
-	job->s = s;
-	job->password = mc_malloc(password_len + 1);
-	memcpy(job->password, password, password_len);
-	job->password_len = password_len;
-	/* Unknown users cost the same as known ones: no user enumeration
-	 * by timing (the empty hash fails after the same delay). */
-	job->hash = mc_strdup(acc != NULL ? acc->password_hash : "");
-	job->address = mc_strdup(acc != NULL ? acc->address : "");
-	job->account_id = acc != NULL ? acc->id : 0;
-	job->shard = acc != NULL ? acc->shard : 0;
-	if (ambiguous)
-		mc_info("imap login session=%" PRIu64 " user=%s is ambiguous", s->id, user);
-	job->work.data = job;
-	s->pending++;
-	uv_queue_work(s->imap->loop, &job->work, auth_work, auth_done);
+	s->auth_req = node_auth_check(s->imap->set.auth,
+	                              mc_cfgsync_directory(s->imap->set.sync), user,
+	                              password, password_len, mc_conn_peer_ip(s->conn),
+	                              auth_checked, s);
 }
 
 void

@@ -21,6 +21,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "blob.h"
 #include "cfgsync.h"
 #include "conn.h"
@@ -140,6 +141,7 @@ struct imap_sess {
 	uv_timer_t idle_timer; /* IDLE: polls the mailbox */
 	bool idle_timer_init;
 	bool idle_polling;
+	struct node_auth_request *auth_req; /* password check in flight */
 	/* The FETCH or SEARCH being answered across loop iterations. */
 	struct fetch_req *fetch;
 	struct search_req *search;

@@ -919,6 +919,10 @@ sess_close(struct imap_sess *s)
 	if (s->closing)
 		return;
 	s->closing = true;
+	if (s->auth_req != NULL) {
+		node_auth_cancel(s->auth_req);
+		s->auth_req = NULL;
+	}
 	flush_some(s);
 	mc_debug("imap session=%" PRIu64 " closing", s->id);
 	if (s->idle_timer_init) {

@@ -35,6 +35,7 @@ struct node {
 	struct node_store_pool *store;
 	struct node_lmtp *lmtp;
 	struct node_imap *imap;
+	struct node_auth *auth;
 	uint64_t max_message;
 	char hostname[256];
 };
@@ -58,6 +59,7 @@ services_closed(void *arg)
 	if (n->imap != NULL || n->lmtp != NULL)
 		return;
 	node_store_pool_close(&n->store);
+	node_auth_free(&n->auth);
 	mc_blob_close(&n->blob, NULL, NULL);
 	mc_cfgsync_close(&n->sync);
 }
@@ -163,6 +165,7 @@ stores_open(struct node *n, const char **error_r)
 		return -1;
 	n->store = node_store_pool_new(n->daemon.loop, store_pg, (unsigned)conns);
 	node_store_pool_run(n->store, store_warm, store_warm_done, NULL);
+	n->auth = node_auth_new(n->daemon.loop);
 	return 0;
 }
 
@@ -210,6 +213,7 @@ imap_start(struct node *n, const char **error_r)
 	        .sync = n->sync,
 	        .blob = n->blob,
 	        .store = n->store,
+	        .auth = n->auth,
 	};
 
 	if (mc_config_get_uint(cfg, "imap_max_sessions", 1000, 1, 100000, &max_sessions,

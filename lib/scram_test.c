@@ -101,6 +101,10 @@ test_rfc7677(void)
 	const char *out = NULL, *error = NULL;
 	size_t len = 0;
 
+	/* The verifier Postgres documents for this password and salt. */
+	CHECK_STR(v, "SCRAM-SHA-256$4096:" RFC_SALT "$"
+	             "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+	             "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=");
 	CHECK(mc_scram_verifier_valid(v));
 	CHECK_STR(mc_scram_server_username(s), "");
 	CHECK(mc_scram_server_first(s, RFC_CLIENT_FIRST,

@@ -793,14 +793,13 @@ input_compressed(struct imap_sess *s, const char *data, size_t len)
 	if (s->zbusy) /* a command finished inside input(): it goes on */
 		return;
 	if (len > 0 && s->zplain.len < IMAP_ZPLAIN_MAX) {
+		mc_conn_consume(s->conn, len);
 		if (imap_compress_inflate(s, data, len, &err) < 0) {
 			mc_debug("imap session=%" PRIu64 " inflate error=\"%s\"", s->id, err);
-			mc_conn_consume(s->conn, len);
 			imap_outs(s, "* BYE Compressed stream broken\r\n");
 			sess_close(s);
 			return;
 		}
-		mc_conn_consume(s->conn, len);
 	}
 	s->zbusy = true;
 	used = input(s, s->zplain.data, s->zplain.len);
@@ -812,11 +811,18 @@ static void
 on_read(struct mc_conn *conn, void *ctx, const char *data, size_t len)
 {
 	struct imap_sess *s = ctx;
+	size_t used;
 
-	if (s->z != NULL)
+	if (s->z != NULL) {
 		input_compressed(s, data, len);
-	else
-		mc_conn_consume(conn, input(s, data, len));
+		return;
+	}
+	used = input(s, data, len);
+	/* STARTTLS discarded what was pipelined after it, LOGOUT closed the
+	 * conn and its input: then less (or nothing) is left to consume. */
+	if (used > mc_conn_input_pending(conn))
+		used = mc_conn_input_pending(conn);
+	mc_conn_consume(conn, used);
 }
 
 static void

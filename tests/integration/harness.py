@@ -1074,7 +1074,8 @@ def imap_fetch_items(response):
     """A "* N FETCH (...)" response as (N, {ITEM NAME (upper): value})."""
     items = imap_parse(response)
     assert len(items) >= 4 and items[0] == b"*" and \
-        items[2].upper() == b"FETCH", "not a FETCH response: %r" % response[:200]
+        items[2].upper() == b"FETCH", \
+        "not a FETCH response: %r" % response[:200]
     pairs = items[3]
     out = {}
     for i in range(0, len(pairs) - 1, 2):

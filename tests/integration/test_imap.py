@@ -379,7 +379,8 @@ def test_fetch_items_simple(c):
         env = f["ENVELOPE"]
         assert env[0] == b"Tue, 01 Dec 2026 10:00:00 +0000", env[0]
         assert env[1] == b"round trip", env[1]
-        assert env[2] == [[b"Sender Example", None, b"sender", b"example.net"]], env[2]
+        assert env[2] == [[b"Sender Example", None, b"sender",
+                           b"example.net"]], env[2]
         assert env[3] == env[2] and env[4] == env[2], \
             "Sender and Reply-To default to From: %r" % env
         assert env[5] == [[None, None, b"alice", DOMAIN.encode()]], env[5]
@@ -413,7 +414,8 @@ def test_fetch_items_default_mime(c):
     """A message without MIME headers: text/plain; charset=us-ascii, 7bit
     (RFC 2045 defaults) in BODYSTRUCTURE and BODY."""
     content = (b"From: <%s>\r\nTo: <%s>\r\nSubject: no mime\r\n"
-               b"Message-ID: <nomime@example.net>\r\n\r\nline one\r\nline two\r\n"
+               b"Message-ID: <nomime@example.net>\r\n\r\n"
+               b"line one\r\nline two\r\n"
                % (SENDER.encode(), ALICE.encode()))
     msgs = deliver(c, ALICE, content)
     sent.append(content)
@@ -424,7 +426,8 @@ def test_fetch_items_default_mime(c):
         for item in ("BODYSTRUCTURE", "BODY"):
             bs = f[item]
             assert low(bs[0]) == b"text" and low(bs[1]) == b"plain", (item, bs)
-            assert params(bs[2]).get(b"charset", b"").lower() == b"us-ascii", bs
+            assert params(bs[2]).get(b"charset", b"").lower() == \
+                b"us-ascii", bs
             assert low(bs[5]) == b"7bit", bs
             assert int(bs[6]) == len(b"line one\r\nline two\r\n"), bs
             assert int(bs[7]) == 2, bs
@@ -450,7 +453,8 @@ def test_fetch_items_multipart(c):
                    "BODY.PEEK[1.MIME] BODY.PEEK[2])")
         env = f["ENVELOPE"]
         assert env[1] == b"=?UTF-8?Q?caf=C3=A9?= parts", env[1]
-        assert env[2] == [[b"Alice Example", None, b"alice", b"example.net"]], env
+        assert env[2] == [[b"Alice Example", None, b"alice",
+                           b"example.net"]], env
         assert env[3] == [[None, None, b"secretary", b"example.net"]], env
         assert env[4] == [[None, None, b"replies", b"example.net"]], env
         assert env[5] == [[b"Alice", None, b"alice", DOMAIN.encode()],
@@ -474,7 +478,8 @@ def test_fetch_items_multipart(c):
         # Lines: "World" before the boundary has no CRLF of its own;
         # counting it or not are both seen in servers.
         assert int(p1[6]) == len(PART1) and int(p1[7]) in (1, 2), p1
-        assert (low(p2[0]), low(p2[1])) == (b"application", b"octet-stream"), p2
+        assert (low(p2[0]), low(p2[1])) == \
+            (b"application", b"octet-stream"), p2
         assert params(p2[2]).get(b"name") == b"d.bin", p2
         assert low(p2[5]) == b"base64" and int(p2[6]) == len(PART2), p2
         disp = p2[8] if len(p2) > 8 else None

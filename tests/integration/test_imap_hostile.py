@@ -36,8 +36,8 @@ def setup(c):
     for ep in (c.mx(), c.imap(), c.imaps()):
         wait_port(*ep, timeout=20)
     for i in range(3):
-        mx_send(c, SENDER, [USER], b"From: <%s>\r\nSubject: m%d\r\n\r\nbody\r\n"
-                % (SENDER.encode(), i))
+        mx_send(c, SENDER, [USER], b"From: <%s>\r\nSubject: m%d\r\n\r\n"
+                b"body\r\n" % (SENDER.encode(), i))
     c.wait_mailbox(USER, 3, timeout=30)
     state["pid"] = c.pid("node-1")
     assert pid_alive(state["pid"])
@@ -367,7 +367,8 @@ def test_unknown_commands_and_state(c):
                           ("w4", "STARTTLS")):
             im.send(("%s %s\r\n" % (tag, line)).encode())
             status, reply, untagged = answer(im, tag, continuation=True)
-            assert status in ("NO", "BAD"), "%s after login: %r" % (line, reply)
+            assert status in ("NO", "BAD"), \
+                "%s after login: %r" % (line, reply)
         still_works(im, "refused commands after login")
     finally:
         im.close()

@@ -302,7 +302,8 @@ def test_append(c):
         # No date: now.
         _, uid2 = im.append_uid("Drafts", message(b"undated"))
         f = im.fetch(str(uid2), "(INTERNALDATE FLAGS)", uid=True)[0][1]
-        assert abs(internaldate_epoch(f["INTERNALDATE"]) - time.time()) < 600, f
+        assert abs(internaldate_epoch(f["INTERNALDATE"]) -
+                   time.time()) < 600, f
         assert b"\\Seen" not in f["FLAGS"], f
         assert uid2 > uid, (uid, uid2)
         if b"\\*" in sel.get("permanentflags", []):

@@ -1,13 +1,15 @@
 /* Admin handlers for accounts: add, list, show, rm, passwd. Password
  * hashes arrive already hashed (mailctl hashes with argon2id; imported
- * sha512-crypt and bcrypt hashes are accepted), are stored as given and
- * are only ever published to mailbox nodes. */
+ * sha512-crypt and bcrypt hashes are accepted), SCRAM-SHA-256 verifiers
+ * already computed (by mailctl, from the same password); both are stored
+ * as given and are only ever published to mailbox nodes. */
 #include <ctype.h>
 #include <string.h>
 
 #include "addr.h"
 #include "ctrl.h"
 #include "mem.h"
+#include "scram.h"
 
 #define CTRL_HASH_MAX 512
 
@@ -29,6 +31,18 @@ hash_acceptable(const char *h)
 			return false;
 	return known;
 }
+
+/* "" (no verifier: no SCRAM logins for the account) or a well-formed
+ * verifier with a sane iteration count. */
+static bool
+scram_acceptable(const char *v)
+{
+	return v[0] == '\0' || mc_scram_verifier_valid(v);
+}
+
+#define SCRAM_INVALID                                                          \
+	"SCRAM-SHA-256 verifier must be SCRAM-SHA-256$<iterations "            \
+	"4096-10000000>:<salt>$<StoredKey>:<ServerKey> (base64) or empty"
 
 /* FNV-1a of the lower-cased address: stable, cheap, spreads well. */
 static uint32_t
@@ -59,6 +73,8 @@ ctrl_account_add(struct ctrl_req *r)
 		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
 		                 "password hash must be argon2id, argon2i, sha512-crypt "
 		                 "or bcrypt");
+	if (!scram_acceptable(q->scram_sha256))
+		return ctrl_fail(r, MC__STATUS__STATUS_INVALID, SCRAM_INVALID);
 	if (q->quota_bytes > INT64_MAX)
 		return ctrl_fail(r, MC__STATUS__STATUS_INVALID, "quota too large");
 	if (ctrl_exec(r, "BEGIN", 0) < 0)
@@ -77,10 +93,10 @@ ctrl_account_add(struct ctrl_req *r)
 	snprintf(shard_s, sizeof(shard_s), "%u",
 	         shard_of(key, domain, r->ctrl->shard_count));
 	res = ctrl_query(r, "INSERT INTO accounts (domain_id, local_part, local_key,"
-	                    " password_hash, shard, quota_bytes)"
-	                    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-	                 6, ctrl_u64(r, domain_id), local, key, q->password_hash,
-	                 shard_s, ctrl_u64(r, q->quota_bytes));
+	                    " password_hash, shard, quota_bytes, scram_sha256)"
+	                    " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+	                 7, ctrl_u64(r, domain_id), local, key, q->password_hash,
+	                 shard_s, ctrl_u64(r, q->quota_bytes), q->scram_sha256);
 	if (res == NULL) {
 		if (strcmp(r->sqlstate, "23505") == 0)
 			return ctrl_fail(r, MC__STATUS__STATUS_EXISTS,
@@ -216,9 +232,14 @@ ctrl_account_passwd(struct ctrl_req *r)
 		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
 		                 "password hash must be argon2id, argon2i, sha512-crypt "
 		                 "or bcrypt");
+	if (!scram_acceptable(q->scram_sha256))
+		return ctrl_fail(r, MC__STATUS__STATUS_INVALID, SCRAM_INVALID);
+	/* The verifier is replaced even when empty: one left from the old
+	 * password would still open the account. */
 	if (ctrl_exec(r, "BEGIN", 0) < 0 || account_lock(r, q->address, &id) < 0 ||
-	    ctrl_exec(r, "UPDATE accounts SET password_hash = $2 WHERE id = $1", 2,
-	              ctrl_u64(r, id), q->password_hash) < 0 ||
+	    ctrl_exec(r, "UPDATE accounts SET password_hash = $2,"
+	                 " scram_sha256 = $3 WHERE id = $1", 3,
+	              ctrl_u64(r, id), q->password_hash, q->scram_sha256) < 0 ||
 	    ctrl_change(r, CTRL_KIND_ACCOUNT, id, MC__CHANGE__OP__UPSERT) < 0 ||
 	    ctrl_exec(r, "COMMIT", 0) < 0)
 		return -1;

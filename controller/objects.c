@@ -80,7 +80,7 @@ ctrl_load_accounts(struct ctrl_req *r, enum ctrl_filter f, const char *arg,
 {
 	PGresult *res = load(r,
 	        "SELECT a.id, a.domain_id, a.local_part, d.name, a.password_hash,"
-	        " a.shard, a.quota_bytes, " EPOCH("a.created_at")
+	        " a.shard, a.quota_bytes, " EPOCH("a.created_at") ", a.scram_sha256"
 	        " FROM accounts a JOIN domains d ON d.id = a.domain_id",
 	        "a.id = ANY($1::bigint[])", "d.name = $1",
 	        "d.name = $1 AND a.local_key = $2", "ORDER BY d.name, a.local_key",
@@ -100,8 +100,12 @@ ctrl_load_accounts(struct ctrl_req *r, enum ctrl_filter f, const char *arg,
 		a->domain_id = ctrl_row_u64(res, i, 1);
 		a->local_part = ctrl_row_str(r, res, i, 2);
 		a->domain = ctrl_row_str(r, res, i, 3);
-		if (with_hash)
+		/* Secrets (the hash and the SCRAM verifier) go to mailbox
+		 * nodes only: never in lists, never to relays. */
+		if (with_hash) {
 			a->password_hash = ctrl_row_str(r, res, i, 4);
+			a->scram_sha256 = ctrl_row_str(r, res, i, 8);
+		}
 		a->shard = (uint32_t)ctrl_row_u64(res, i, 5);
 		a->quota_bytes = ctrl_row_u64(res, i, 6);
 		a->created_at = (int64_t)ctrl_row_u64(res, i, 7);

@@ -1,7 +1,7 @@
 /* The publisher: after each committed mutation, everything changed since
  * the last published version goes out as one Delta on the PUB socket,
- * twice: topic 'M' with password hashes for mailbox nodes, topic 'R'
- * without them for relays. Objects are read in their current state (the
+ * twice: topic 'M' with password hashes and SCRAM verifiers for mailbox
+ * nodes, topic 'R' without either for relays. Objects are read in their current state (the
  * worker is serialised, so that is exactly the state at to_version);
  * an object in the change log that no longer exists is sent as a DELETE.
  * PUB/SUB may drop messages: nodes detect gaps by version and fetch a
@@ -243,8 +243,11 @@ ctrl_publish(struct ctrl_req *req)
 	} else {
 		send_topic(c, MC_TOPIC_MAILBOX, &d);
 		for (size_t i = 0; i < d.n_changes; i++)
-			if (d.changes[i]->object_case == MC__CHANGE__OBJECT_ACCOUNT)
+			if (d.changes[i]->object_case ==
+			    MC__CHANGE__OBJECT_ACCOUNT) {
 				d.changes[i]->account->password_hash = "";
+				d.changes[i]->account->scram_sha256 = "";
+			}
 		send_topic(c, MC_TOPIC_RELAY, &d);
 		mc_info("delta published from=%llu to=%llu changes=%zu",
 		        (unsigned long long)d.from_version, (unsigned long long)to,

@@ -1,7 +1,7 @@
 /* mailctl account add | list | show | rm | passwd: mailboxes. Passwords
  * are hashed here (password.c) so the clear text never leaves the
  * operator's machine; the controller stores and publishes only the
- * argon2id hash, to mailbox nodes only. */
+ * argon2id hash and the SCRAM-SHA-256 verifier, to mailbox nodes only. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -32,16 +32,17 @@ account_json(const Mc__Account *a)
 }
 
 /* Connect first so an unreachable controller is reported before the
- * operator types a password, then read and hash it. */
+ * operator types a password, then read it and derive the hash and the
+ * SCRAM verifier (*scram_r NULL: none). */
 static int
-new_password_hash(struct cli *cli, char **hash_r)
+new_password_hash(struct cli *cli, char **hash_r, char **scram_r)
 {
 	const char *error;
 	int ret;
 
 	if ((ret = cli_connect(cli)) != CLI_EXIT_OK)
 		return ret;
-	if (cli_password_new_hash(hash_r, &error) < 0)
+	if (cli_password_new_hash(hash_r, scram_r, &error) < 0)
 		return cli_fail(cli, CLI_EXIT_USAGE, "usage", "password%s: %s",
 		                isatty(STDIN_FILENO)
 		                        ? ""
@@ -62,7 +63,7 @@ free_hash(char **hash)
 static int
 account_add(struct cli *cli)
 {
-	char address[MC_ADDR_MAX + 1], *hash = NULL, *what = NULL;
+	char address[MC_ADDR_MAX + 1], *hash = NULL, *scram = NULL, *what = NULL;
 	Mc__AccountAddReq body = MC__ACCOUNT_ADD_REQ__INIT;
 	Mc__Request req = MC__REQUEST__INIT;
 	Mc__Response *resp = NULL;
@@ -71,10 +72,11 @@ account_add(struct cli *cli)
 
 	if ((ret = cli_check_address(cli, "address", cli->operands[0], false,
 	                             address)) != CLI_EXIT_OK ||
-	    (ret = new_password_hash(cli, &hash)) != CLI_EXIT_OK)
+	    (ret = new_password_hash(cli, &hash, &scram)) != CLI_EXIT_OK)
 		goto out;
 	body.address = address;
 	body.password_hash = hash;
+	body.scram_sha256 = scram != NULL ? scram : "";
 	body.quota_bytes = cli->args.quota_bytes;
 	req.body_case = MC__REQUEST__BODY_ACCOUNT_ADD;
 	req.account_add = &body;
@@ -90,6 +92,7 @@ account_add(struct cli *cli)
 	ret = cli_mutation_done(cli, resp, what, detail);
 out:
 	free_hash(&hash);
+	free_hash(&scram);
 	free(what);
 	free(detail);
 	if (resp != NULL)
@@ -297,7 +300,7 @@ account_rm(struct cli *cli)
 static int
 account_passwd(struct cli *cli)
 {
-	char address[MC_ADDR_MAX + 1], *hash = NULL, *what = NULL;
+	char address[MC_ADDR_MAX + 1], *hash = NULL, *scram = NULL, *what = NULL;
 	Mc__AccountPasswdReq body = MC__ACCOUNT_PASSWD_REQ__INIT;
 	Mc__Request req = MC__REQUEST__INIT;
 	Mc__Response *resp = NULL;
@@ -305,10 +308,12 @@ account_passwd(struct cli *cli)
 
 	if ((ret = cli_check_address(cli, "address", cli->operands[0], false,
 	                             address)) != CLI_EXIT_OK ||
-	    (ret = new_password_hash(cli, &hash)) != CLI_EXIT_OK)
+	    (ret = new_password_hash(cli, &hash, &scram)) != CLI_EXIT_OK)
 		goto out;
 	body.address = address;
 	body.password_hash = hash;
+	/* "" replaces a verifier of the old password too. */
+	body.scram_sha256 = scram != NULL ? scram : "";
 	req.body_case = MC__REQUEST__BODY_ACCOUNT_PASSWD;
 	req.account_passwd = &body;
 	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
@@ -317,6 +322,7 @@ account_passwd(struct cli *cli)
 	ret = cli_mutation_done(cli, resp, what, NULL);
 out:
 	free_hash(&hash);
+	free_hash(&scram);
 	free(what);
 	if (resp != NULL)
 		mc__response__free_unpacked(resp, NULL);
@@ -328,7 +334,9 @@ out:
 	"input is not a terminal its first line is the password (newline\n"    \
 	"stripped, 1 to 1024 bytes); on a terminal it is asked for twice\n"    \
 	"without echo. mailctl sends only its argon2id hash (t=2,\n"           \
-	"m=19 MiB, p=1). Example:\n"                                           \
+	"m=19 MiB, p=1) and its SCRAM-SHA-256 verifier (10000 rounds;\n"       \
+	"none for a password outside printable ASCII, which then works\n"      \
+	"with PLAIN only). Example:\n"                                         \
 	"  printf '%s\\n' \"$PW\" | mailctl account passwd bob@example.org\n"
 
 static const char account_add_help[] =

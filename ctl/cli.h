@@ -193,9 +193,11 @@ void cli_table_print(const struct cli_table *t, FILE *f);
 void cli_table_fini(struct cli_table *t);
 
 /* password.c. Read a new password (stdin line, or two prompts without echo
- * on a terminal), hash it with argon2id and wipe the clear text. *hash_r is
- * heap memory: mc_wipe and free it. */
-int cli_password_new_hash(char **hash_r, const char **error_r);
+ * on a terminal), hash it with argon2id, compute its SCRAM-SHA-256 verifier
+ * and wipe the clear text. *hash_r and *scram_r are heap memory: mc_wipe
+ * and free them. *scram_r is NULL (and a warning is printed on stderr)
+ * when the password is not printable ASCII; both are NULL on error. */
+int cli_password_new_hash(char **hash_r, char **scram_r, const char **error_r);
 /* The pieces, exposed for tests. Reads one line from fd into buf (size >
  * CLI_PASSWORD_MAX + 1), newline stripped. */
 #define CLI_PASSWORD_MAX 1024
@@ -203,6 +205,11 @@ int cli_password_read_line(int fd, char *buf, size_t size, size_t *len_r,
                            const char **error_r);
 int cli_password_hash(const char *password, size_t len, char **hash_r,
                       const char **error_r);
+/* The verifier (lib/scram.h) with MC_SCRAM_ITERATIONS rounds; *verifier_r
+ * is NULL, and 0 returned, for a password outside printable ASCII (SCRAM
+ * clients apply SASLprep, which is not implemented here). */
+int cli_password_scram(const char *password, size_t len, char **verifier_r,
+                       const char **error_r);
 
 /* validate.c. Check a domain name / address given on the command line and
  * copy it normalised (domain lower-cased) to out. Returns CLI_EXIT_OK, or

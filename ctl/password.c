@@ -1,8 +1,8 @@
 /* mailctl password input and hashing. A password never comes from argv
  * (it would show in ps and shell history): it is the first line of stdin
  * when stdin is not a terminal, or typed twice at a prompt with echo off.
- * Only its argon2id hash leaves this file; the clear text lives in stack
- * buffers that are wiped before returning.
+ * Only its argon2id hash and its SCRAM-SHA-256 verifier leave this file;
+ * the clear text lives in stack buffers that are wiped before returning.
  *
  * Input is read one byte at a time with read(2) rather than stdio so no
  * copy of the password stays behind in a stdio buffer. */
@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "mem.h"
+#include "scram.h"
 
 /* OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane. */
 #define CLI_ARGON2_T 2
@@ -116,6 +117,21 @@ fail:
 	return -1;
 }
 
+int
+cli_password_scram(const char *password, size_t len, char **verifier_r,
+                   const char **error_r)
+{
+	*verifier_r = NULL;
+	/* mc_scram takes printable ASCII only (no SASLprep): any other
+	 * password gets no verifier rather than one clients might not
+	 * match. */
+	for (size_t i = 0; i < len; i++)
+		if (password[i] < 0x20 || password[i] > 0x7e)
+			return 0;
+	return mc_scram_verifier_new(password, len, MC_SCRAM_ITERATIONS,
+	                             verifier_r, error_r);
+}
+
 static void
 restore_on_signal(int sig)
 {
@@ -184,12 +200,13 @@ out:
 }
 
 int
-cli_password_new_hash(char **hash_r, const char **error_r)
+cli_password_new_hash(char **hash_r, char **scram_r, const char **error_r)
 {
 	char buf[CLI_PASSWORD_MAX + 2];
 	size_t len;
 	int ret;
 
+	*hash_r = *scram_r = NULL;
 	if (isatty(STDIN_FILENO))
 		ret = prompt_twice(buf, sizeof(buf), &len, error_r);
 	else
@@ -197,6 +214,18 @@ cli_password_new_hash(char **hash_r, const char **error_r)
 		                             &len, error_r);
 	if (ret == 0)
 		ret = cli_password_hash(buf, len, hash_r, error_r);
+	if (ret == 0)
+		ret = cli_password_scram(buf, len, scram_r, error_r);
 	mc_wipe(buf, sizeof(buf));
+	if (ret < 0 && *hash_r != NULL) {
+		mc_wipe(*hash_r, strlen(*hash_r));
+		free(*hash_r);
+		*hash_r = NULL;
+	}
+	if (ret == 0 && *scram_r == NULL)
+		fputs("mailctl: warning: the password is not printable ASCII, "
+		      "so it gets no SCRAM-SHA-256 verifier: the account can "
+		      "log in with PLAIN only\n",
+		      stderr);
 	return ret;
 }

@@ -223,17 +223,31 @@ garbage(struct mc_cfgsync *s, const char *reason)
 	s->garbage_dropped = 0;
 }
 
-/* Relays never keep password hashes: wipe any in place (the string
- * becomes ""). Returns true when there was one. */
+/* Wipe a secret string in place (it becomes ""); true when it had one. */
+static bool
+wipe_str(char *secret)
+{
+	if (secret == NULL || secret[0] == '\0')
+		return false;
+	mc_wipe(secret, strlen(secret));
+	return true;
+}
+
+/* Relays never keep password hashes or SCRAM verifiers: wipe any in
+ * place. Returns true when there was one. */
 static bool
 drop_hash(struct mc_cfgsync *s, Mc__Account *a)
 {
-	if (s->kind != MC__NODE_KIND__NODE_KIND_RELAY || a == NULL ||
-	    a->password_hash == NULL || a->password_hash[0] == '\0')
+	bool had;
+
+	if (s->kind != MC__NODE_KIND__NODE_KIND_RELAY || a == NULL)
 		return false;
-	mc_wipe(a->password_hash, strlen(a->password_hash));
+	had = wipe_str(a->password_hash);
+	had = wipe_str(a->scram_sha256) || had;
+	if (!had)
+		return false;
 	if (!s->hash_warned) {
-		mc_warn("cfgsync dropped password hashes sent to a relay");
+		mc_warn("cfgsync dropped password secrets sent to a relay");
 		s->hash_warned = true;
 	}
 	return true;

@@ -32,7 +32,13 @@ struct fake {
 
 static struct fake fake;
 
-/* Snapshot content: one domain, one account with a hash. */
+#define FAKE_SCRAM                                                             \
+	"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"                         \
+	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                        \
+	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+
+/* Snapshot content: one domain, one account with a hash and a SCRAM
+ * verifier. */
 static void
 fake_snapshot(Mc__Snapshot *snap, Mc__Domain *dom, Mc__Account *acc,
               Mc__Domain **doms, Mc__Account **accs)
@@ -44,6 +50,7 @@ fake_snapshot(Mc__Snapshot *snap, Mc__Domain *dom, Mc__Account *acc,
 	acc->local_part = "alice";
 	acc->domain = "example.org";
 	acc->password_hash = "$argon2id$fake";
+	acc->scram_sha256 = FAKE_SCRAM;
 	doms[0] = dom;
 	accs[0] = acc;
 	snap->version = fake.version;
@@ -147,13 +154,14 @@ publish_account(char topic, uint64_t from, uint64_t to)
 	Mc__Account acc = MC__ACCOUNT__INIT;
 	Mc__Change ch = MC__CHANGE__INIT, *chs[1] = {&ch};
 	Mc__Delta d = MC__DELTA__INIT;
-	uint8_t buf[256];
+	uint8_t buf[512];
 
 	acc.id = 50;
 	acc.domain_id = 1;
 	acc.local_part = "bob";
 	acc.domain = "example.org";
 	acc.password_hash = "$argon2id$bob";
+	acc.scram_sha256 = FAKE_SCRAM;
 	ch.object_case = MC__CHANGE__OBJECT_ACCOUNT;
 	ch.account = &acc;
 	d.from_version = from;
@@ -241,10 +249,12 @@ test_sync(uv_loop_t *loop, const char *dir_path, const char *ctl_url,
 	acc = mc_directory_account(dir, "alice@example.org");
 	CHECK(acc != NULL);
 	if (kind == MC__NODE_KIND__NODE_KIND_RELAY)
-		CHECK(acc != NULL && acc->password_hash[0] == '\0');
+		CHECK(acc != NULL && acc->password_hash[0] == '\0' &&
+		      acc->scram_sha256[0] == '\0');
 	else
 		CHECK(acc != NULL &&
-		      strcmp(acc->password_hash, "$argon2id$fake") == 0);
+		      strcmp(acc->password_hash, "$argon2id$fake") == 0 &&
+		      strcmp(acc->scram_sha256, FAKE_SCRAM) == 0);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 
 	/* deltas (repeated until the SUB socket has joined: old news is
@@ -277,7 +287,10 @@ test_sync(uv_loop_t *loop, const char *dir_path, const char *ctl_url,
 	acc = mc_directory_account(dir, "bob@example.org");
 	CHECK(acc != NULL);
 	if (acc != NULL && kind == MC__NODE_KIND__NODE_KIND_RELAY)
-		CHECK(acc->password_hash[0] == '\0');
+		CHECK(acc->password_hash[0] == '\0' &&
+		      acc->scram_sha256[0] == '\0');
+	else if (acc != NULL)
+		CHECK(strcmp(acc->scram_sha256, FAKE_SCRAM) == 0);
 
 	/* a gap: the next delta does not fit, so a snapshot (version 9) */
 	pthread_mutex_lock(&fake.lock);

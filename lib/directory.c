@@ -41,6 +41,7 @@ struct dir_account {
 	char *address;              /* as created */
 	char *key;                  /* lower-cased address */
 	char *password_hash;
+	char *scram_sha256;
 };
 
 struct dir_alias {
@@ -107,6 +108,9 @@ account_free(struct dir_account *acc)
 	if (acc->password_hash != NULL)
 		mc_wipe(acc->password_hash, strlen(acc->password_hash));
 	free(acc->password_hash);
+	if (acc->scram_sha256 != NULL)
+		mc_wipe(acc->scram_sha256, strlen(acc->scram_sha256));
+	free(acc->scram_sha256);
 	free(acc);
 }
 
@@ -334,10 +338,12 @@ account_upsert(struct mc_directory *dir, const Mc__Account *a)
 	                           object_domain(dir, a->domain, a->domain_id));
 	acc->key = mc_addr_lower(mc_strdup(acc->address));
 	acc->password_hash = mc_strdup(str(a->password_hash));
+	acc->scram_sha256 = mc_strdup(str(a->scram_sha256));
 	acc->view.id = a->id;
 	acc->view.domain_id = a->domain_id;
 	acc->view.address = acc->address;
 	acc->view.password_hash = acc->password_hash;
+	acc->view.scram_sha256 = acc->scram_sha256;
 	acc->view.shard = a->shard;
 	acc->view.quota_bytes = a->quota_bytes;
 	if ((old = mc_hash_get(dir->accounts_by_id, &acc->view.id)) != NULL)
@@ -766,6 +772,7 @@ account_export(const struct dir_account *acc)
 	a->domain_id = acc->view.domain_id;
 	split_address(acc->address, &a->local_part, &a->domain);
 	a->password_hash = mc_strdup(acc->password_hash);
+	a->scram_sha256 = mc_strdup(acc->scram_sha256);
 	a->shard = acc->view.shard;
 	a->quota_bytes = acc->view.quota_bytes;
 	return a;
@@ -877,6 +884,10 @@ mc_directory_snapshot_free(Mc__Snapshot **snapp)
 		    a->password_hash != protobuf_c_empty_string)
 			mc_wipe(a->password_hash, strlen(a->password_hash));
 		free_str(a->password_hash);
+		if (a->scram_sha256 != NULL &&
+		    a->scram_sha256 != protobuf_c_empty_string)
+			mc_wipe(a->scram_sha256, strlen(a->scram_sha256));
+		free_str(a->scram_sha256);
 		free(a);
 	}
 	for (i = 0; i < snap->n_aliases; i++) {

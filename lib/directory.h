@@ -26,6 +26,9 @@ struct mc_dir_account {
 	uint64_t domain_id;
 	const char *address;       /* local@domain, as created */
 	const char *password_hash; /* "" on relays */
+	/* SCRAM-SHA-256 verifier (lib/scram.h); "" on relays and for
+	 * accounts without one. */
+	const char *scram_sha256;
 	uint32_t shard;
 	uint64_t quota_bytes;
 };

@@ -63,9 +63,12 @@ account_json(json_t *arr, const Mc__Account *a)
 	ok = ok && set_uint(o, "id", a->id);
 	ok = ok && set_uint(o, "domain_id", a->domain_id);
 	ok = ok && set_str(o, "address", address);
-	/* Relays never hold hashes: the key is absent there, not empty. */
+	/* Relays never hold hashes or verifiers: the keys are absent
+	 * there, not empty. */
 	if (a->password_hash != NULL && a->password_hash[0] != '\0')
 		ok = ok && set_str(o, "password_hash", a->password_hash);
+	if (a->scram_sha256 != NULL && a->scram_sha256[0] != '\0')
+		ok = ok && set_str(o, "scram_sha256", a->scram_sha256);
 	ok = ok && set_uint(o, "shard", a->shard);
 	ok = ok && set_uint(o, "quota_bytes", a->quota_bytes);
 	free(address);
@@ -387,6 +390,9 @@ parse_account(json_t *o, const char *where, Mc__Account *a,
 	    get_id(o, where, "domain_id", &a->domain_id, error_r) < 0 ||
 	    get_address(o, where, &a->local_part, &a->domain, error_r) < 0 ||
 	    get_str(o, where, "password_hash", false, &a->password_hash,
+	            error_r) < 0 ||
+	    /* Optional: files from before SCRAM have none. */
+	    get_str(o, where, "scram_sha256", false, &a->scram_sha256,
 	            error_r) < 0 ||
 	    get_uint(o, where, "shard", UINT32_MAX, &shard, error_r) < 0 ||
 	    get_uint(o, where, "quota_bytes", INT64_MAX, &a->quota_bytes,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "directory.h"
+#include "mem.h"
 #include "test.h"
 
 /* ---- message builders (heap, freed by the *_release helpers) ---- */
@@ -37,6 +38,10 @@ mk_account(uint64_t id, uint64_t domain_id, const char *local,
 	a->local_part = strdup(local);
 	a->domain = strdup(domain);
 	a->password_hash = strdup(hash);
+	/* A SCRAM verifier beside each argon2id hash, "" beside none. */
+	a->scram_sha256 = strncmp(hash, "$argon2id$", 10) == 0
+	                          ? mc_asprintf("SCRAM-SHA-256$%s", hash + 10)
+	                          : strdup("");
 	a->shard = shard;
 	a->quota_bytes = id * 1000;
 	return a;
@@ -76,6 +81,7 @@ account_release(Mc__Account *a)
 	free(a->local_part);
 	free(a->domain);
 	free(a->password_hash);
+	free(a->scram_sha256);
 	free(a);
 }
 
@@ -288,6 +294,7 @@ test_snapshot_lookups(void)
 	if (a != NULL) {
 		CHECK_STR(a->address, "alice@example.com");
 		CHECK_STR(a->password_hash, "$argon2id$a");
+		CHECK_STR(a->scram_sha256, "SCRAM-SHA-256$a");
 	}
 	a = mc_directory_account(dir, "bob@example.com");
 	CHECK(a != NULL && a->id == 11);
@@ -295,6 +302,7 @@ test_snapshot_lookups(void)
 		CHECK_STR(a->address, "Bob@example.com"); /* as created */
 	a = mc_directory_account(dir, "carol@example.org");
 	CHECK(a != NULL && a->password_hash != NULL && a->password_hash[0] == 0);
+	CHECK(a != NULL && a->scram_sha256 != NULL && a->scram_sha256[0] == 0);
 	CHECK(mc_directory_account(dir, "info@example.com") == NULL);
 	CHECK(mc_directory_account(dir, "nobody@example.com") == NULL);
 	CHECK(mc_directory_account(dir, "alice") == NULL);
@@ -430,6 +438,8 @@ test_delta_changes(void)
 	CHECK(a != NULL && a->id == 10 && a->shard == 9);
 	if (a != NULL)
 		CHECK_STR(a->password_hash, "$argon2id$new");
+	if (a != NULL)
+		CHECK_STR(a->scram_sha256, "SCRAM-SHA-256$new");
 	CHECK(mc_directory_account_count(dir) == 3);
 
 	/* same id, new address: the old address no longer resolves */
@@ -751,10 +761,14 @@ test_save_load(void)
 
 	text = slurp(path);
 	CHECK(strstr(text, "\"password_hash\":\"$argon2id$a\"") != NULL);
+	CHECK(strstr(text, "\"scram_sha256\":\"SCRAM-SHA-256$a\"") != NULL);
 	CHECK(strstr(text, "\"address\":\"carol@example.org\"") != NULL);
 	/* carol has no hash: no key at all (as on a relay) */
 	CHECK(strstr(text, "\"address\":\"carol@example.org\",\"password_hash\"") ==
 	      NULL);
+	CHECK(strstr(text, "\"address\":\"carol@example.org\",\"scram_sha256\"") ==
+	      NULL);
+	CHECK(strstr(text, "\"address\":\"carol@example.org\",\"shard\"") != NULL);
 	CHECK(strstr(text, "\"address\":\"*@example.org\"") != NULL);
 	free(text);
 
@@ -766,8 +780,29 @@ test_save_load(void)
 	snap = mc_directory_to_snapshot(back);
 	CHECK(snap->n_domains == 2 && snap->domains[0]->created_at == 1700000001);
 	CHECK(snap->n_accounts == 3 && snap->accounts[2]->password_hash[0] == 0);
+	CHECK(snap->n_accounts == 3 && snap->accounts[2]->scram_sha256[0] == 0);
+	CHECK(snap->n_accounts == 3 &&
+	      strcmp(snap->accounts[0]->scram_sha256, "SCRAM-SHA-256$a") == 0);
 	mc_directory_snapshot_free(&snap);
 	CHECK(snap == NULL);
+
+	/* Files from before SCRAM: accounts without "scram_sha256" load,
+	 * with none. */
+	spit(path, "{\"version\":2,\"shard_count\":64,\"domains\":[{\"id\":1,"
+	           "\"name\":\"b.c\",\"created_at\":0}],\"accounts\":[{\"id\":1,"
+	           "\"domain_id\":1,\"address\":\"a@b.c\",\"password_hash\":"
+	           "\"$argon2id$old\",\"shard\":0,\"quota_bytes\":0}],"
+	           "\"aliases\":[]}");
+	{
+		struct mc_directory *old = mc_directory_new();
+		const struct mc_dir_account *a;
+
+		CHECK(mc_directory_load(old, path, &err) == 0);
+		a = mc_directory_account(old, "a@b.c");
+		CHECK(a != NULL && strcmp(a->password_hash, "$argon2id$old") == 0 &&
+		      a->scram_sha256 != NULL && a->scram_sha256[0] == '\0');
+		mc_directory_free(&old);
+	}
 
 	/* save again over an existing file, through a relative-free path */
 	CHECK(mc_directory_save(back, path, &err) == 0);
@@ -889,6 +924,9 @@ test_load_malformed(void)
 		"{\"version\":1,\"shard_count\":64,\"domains\":[],\"accounts\":"
 		"[{\"id\":1,\"domain_id\":1,\"address\":\"a@b.c\",\"shard\":0,"
 		"\"quota_bytes\":0,\"password_hash\":5}],\"aliases\":[]}",
+		"{\"version\":1,\"shard_count\":64,\"domains\":[],\"accounts\":"
+		"[{\"id\":1,\"domain_id\":1,\"address\":\"a@b.c\",\"shard\":0,"
+		"\"quota_bytes\":0,\"scram_sha256\":[]}],\"aliases\":[]}",
 		"{\"version\":1,\"shard_count\":64,\"domains\":[],\"accounts\":"
 		"[{\"id\":1,\"domain_id\":1,\"address\":\"a@b.c\",\"shard\":"
 		"4294967296,\"quota_bytes\":0}],\"aliases\":[]}",

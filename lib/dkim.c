@@ -154,7 +154,7 @@ load_key(enum mc_dkim_alg alg, const char *pem, const char **error_r)
 		bits = EVP_PKEY_get_bits(pkey);
 		if (bits < (int)MC_DKIM_RSA_SIGN_MIN ||
 		    bits > (int)MC_DKIM_RSA_BITS_MAX ||
-		    EVP_PKEY_get_size(pkey) > MAX_SIG_LEN) {
+		    EVP_PKEY_get_size(pkey) > (int)MAX_SIG_LEN) {
 			*error_r = mc_errorf("RSA key of %d bits (%u to %u "
 			                     "allowed)",
 			                     bits, MC_DKIM_RSA_SIGN_MIN,
@@ -733,6 +733,14 @@ fold_add(struct fold *f, const char *s)
 	}
 }
 
+/* End the line here (the blank that follows is the fold's). */
+static void
+fold_break(struct fold *f)
+{
+	mc_strbuf_add(f->b, "\r\n", 2);
+	f->col = 0;
+}
+
 /* Append base64 text filling lines (FWS may go anywhere in b=). */
 static void
 fold_fill(struct fold *f, const char *s)
@@ -837,10 +845,57 @@ sign_hash(EVP_PKEY *pkey, enum mc_dkim_alg alg,
 	return 0;
 }
 
-/* Append one DKIM-Signature field for key to out. */
+/* ---- signers and signing --------------------------------------------- */
+
+struct mc_dkim_signer {
+	char *domain;
+	char *selector;
+	enum mc_dkim_alg alg;
+	EVP_PKEY *pkey;
+};
+
+struct mc_dkim_signer *
+mc_dkim_signer_new(const struct mc_dkim_key *key, const char **error_r)
+{
+	struct mc_dkim_signer *s;
+	EVP_PKEY *pkey;
+
+	if (!dns_name_ok(key->domain)) {
+		*error_r = "DKIM domain (d=) is not a domain name";
+		return NULL;
+	}
+	if (!dns_name_ok(key->selector)) {
+		*error_r = "DKIM selector (s=) is not a DNS name";
+		return NULL;
+	}
+	if ((pkey = load_key(key->alg, key->private_pem, error_r)) == NULL)
+		return NULL;
+	s = mc_malloc(sizeof(*s));
+	s->domain = mc_strdup(key->domain);
+	s->selector = mc_strdup(key->selector);
+	s->alg = key->alg;
+	s->pkey = pkey;
+	return s;
+}
+
+void
+mc_dkim_signer_free(struct mc_dkim_signer **signer)
+{
+	struct mc_dkim_signer *s = *signer;
+
+	if (s == NULL)
+		return;
+	*signer = NULL;
+	EVP_PKEY_free(s->pkey); /* OpenSSL clears private key material */
+	free(s->domain);
+	free(s->selector);
+	free(s);
+}
+
+/* Append one DKIM-Signature field made by s to out. */
 static int
 sign_one(struct mc_strbuf *out, const char *msg,
-         const struct mc_imf_header *hdr, const struct mc_dkim_key *key,
+         const struct mc_imf_header *hdr, const struct mc_dkim_signer *s,
          const struct mc_dkim_options *opts, const char *h, const char *bh,
          int64_t now, const char **error_r)
 {
@@ -848,41 +903,37 @@ sign_one(struct mc_strbuf *out, const char *msg,
 	struct mc_strbuf tag = {0};
 	unsigned char hash[SHA256_LEN], sig[MAX_SIG_LEN];
 	size_t start = out->len, sig_len = sizeof(sig);
-	EVP_PKEY *pkey = NULL;
 	char *b64 = NULL;
 	int ret = -1;
 
-	if (!dns_name_ok(key->domain)) {
-		*error_r = "DKIM domain (d=) is not a domain name";
-		return -1;
-	}
-	if (!dns_name_ok(key->selector)) {
-		*error_r = "DKIM selector (s=) is not a DNS name";
-		return -1;
-	}
-	if (opts->identity != NULL && !identity_ok(opts->identity, key->domain)) {
+	if (opts->identity != NULL && !identity_ok(opts->identity, s->domain)) {
 		*error_r = "DKIM identity (i=) is not an address at d= or "
 		           "below it";
 		return -1;
 	}
-	if ((pkey = load_key(key->alg, key->private_pem, error_r)) == NULL)
-		return -1;
 	mc_strbuf_adds(out, "DKIM-Signature:");
 	f.col = out->len - start;
 	mc_strbuf_addf(&tag, " v=1; a=%s; c=relaxed/relaxed; d=%s;",
-	               mc_dkim_alg_name(key->alg), key->domain);
+	               mc_dkim_alg_name(s->alg), s->domain);
 	if (opts->identity != NULL)
 		mc_strbuf_addf(&tag, " i=%s;", opts->identity);
 	if (opts->query_method)
 		mc_strbuf_adds(&tag, " q=dns/txt;");
-	mc_strbuf_addf(&tag, " s=%s; t=%lld;", key->selector, (long long)now);
+	mc_strbuf_addf(&tag, " s=%s; t=%lld;", s->selector, (long long)now);
 	if (opts->expire > 0)
 		mc_strbuf_addf(&tag, " x=%lld;", (long long)(now + opts->expire));
-	mc_strbuf_addf(&tag, " h=%s; bh=%s; b=", h, bh);
+	mc_strbuf_addf(&tag, " h=%s;", h);
 	fold_add(&f, tag.data);
+	/* bh= and b= on lines of their own, for the human reader. */
+	fold_break(&f);
+	mc_strbuf_reset(&tag);
+	mc_strbuf_addf(&tag, " bh=%s;", bh);
+	fold_add(&f, tag.data);
+	fold_break(&f);
+	fold_add(&f, " b=");
 	if (header_hash(msg, hdr, h, out->data + start, out->len - start, hash,
 	                error_r) < 0 ||
-	    sign_hash(pkey, key->alg, hash, sig, &sig_len, error_r) < 0)
+	    sign_hash(s->pkey, s->alg, hash, sig, &sig_len, error_r) < 0)
 		goto fail;
 	b64 = base64(sig, sig_len);
 	fold_fill(&f, b64);
@@ -891,14 +942,14 @@ sign_one(struct mc_strbuf *out, const char *msg,
 fail:
 	free(b64);
 	mc_strbuf_fini(&tag);
-	EVP_PKEY_free(pkey);
 	return ret;
 }
 
 int
-mc_dkim_sign(const char *msg, size_t len, const struct mc_dkim_key *keys,
-             size_t nkeys, const struct mc_dkim_options *opts, int64_t now,
-             struct mc_strbuf *out, const char **error_r)
+mc_dkim_sign_with(const char *msg, size_t len,
+                  const struct mc_dkim_signer *const *signers, size_t n,
+                  const struct mc_dkim_options *opts, int64_t now,
+                  struct mc_strbuf *out, const char **error_r)
 {
 	static const struct mc_dkim_options defaults;
 	struct mc_strbuf h = {0}, result = {0};
@@ -912,8 +963,8 @@ mc_dkim_sign(const char *msg, size_t len, const struct mc_dkim_key *keys,
 		opts = &defaults;
 	if (msg == NULL)
 		msg = "", len = 0;
-	if (nkeys == 0 || nkeys > MC_DKIM_MAX_KEYS) {
-		*error_r = mc_errorf("%zu DKIM keys (1 to %u allowed)", nkeys,
+	if (n == 0 || n > MC_DKIM_MAX_KEYS) {
+		*error_r = mc_errorf("%zu DKIM keys (1 to %u allowed)", n,
 		                     MC_DKIM_MAX_KEYS);
 		return -1;
 	}
@@ -942,9 +993,9 @@ mc_dkim_sign(const char *msg, size_t len, const struct mc_dkim_key *keys,
 	}
 	body = hdr.has_body ? hdr.size : len;
 	mc_dkim_body_hash(msg + body, len - body, bh);
-	for (size_t k = 0; k < nkeys; k++) {
-		if (sign_one(&result, msg, &hdr, &keys[k], opts, h.data, bh, now,
-		             error_r) < 0)
+	for (size_t k = 0; k < n; k++) {
+		if (sign_one(&result, msg, &hdr, signers[k], opts, h.data, bh,
+		             now, error_r) < 0)
 			goto fail;
 	}
 	mc_strbuf_add(out, result.data, result.len);
@@ -953,5 +1004,32 @@ fail:
 	mc_strbuf_fini(&result);
 	mc_strbuf_fini(&h);
 	mc_pool_free(&pool);
+	return ret;
+}
+
+int
+mc_dkim_sign(const char *msg, size_t len, const struct mc_dkim_key *keys,
+             size_t nkeys, const struct mc_dkim_options *opts, int64_t now,
+             struct mc_strbuf *out, const char **error_r)
+{
+	struct mc_dkim_signer *signers[MC_DKIM_MAX_KEYS] = {0};
+	size_t k;
+	int ret = -1;
+
+	if (nkeys == 0 || nkeys > MC_DKIM_MAX_KEYS) {
+		*error_r = mc_errorf("%zu DKIM keys (1 to %u allowed)", nkeys,
+		                     MC_DKIM_MAX_KEYS);
+		return -1;
+	}
+	for (k = 0; k < nkeys; k++) {
+		if ((signers[k] = mc_dkim_signer_new(&keys[k], error_r)) == NULL)
+			goto fail;
+	}
+	ret = mc_dkim_sign_with(msg, len,
+	                        (const struct mc_dkim_signer *const *)signers,
+	                        nkeys, opts, now, out, error_r);
+fail:
+	for (k = 0; k < nkeys; k++)
+		mc_dkim_signer_free(&signers[k]);
 	return ret;
 }

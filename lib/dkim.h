@@ -128,19 +128,44 @@ struct mc_dkim_options {
  * body; CRLF or LF line ends) with each of keys[0, nkeys), in that order,
  * at time now (UTC seconds, t=). Appends to out one complete header field
  * per key: "DKIM-Signature: v=1; a=...; ... b=...\r\n", folded into lines
- * of at most 78 octets, CRLF-terminated, to be put in front of the
- * message unchanged. opts may be NULL. Tag order: v a c d [i] [q] s t [x]
- * h bh b.
+ * of at most 78 octets where the names allow (bh= and b= on lines of
+ * their own), CRLF-terminated, to be put in front of the message unchanged. opts may be
+ * NULL. Tag order: v a c d [i] [q] s t [x] h bh b.
  *
  * Returns 0, or -1 with *error_r and out untouched when a key or option
  * is invalid (bad domain or selector, a PEM that is not a key of the
- * given algorithm, a weak RSA key), nkeys is 0 or above MC_DKIM_MAX_KEYS,
- * or the message cannot be signed: it has no From field or more than
- * one, or its header passes the lib/imf default limits (1 MiB, 1000
- * fields). msg is only read; nothing keeps a pointer to anything passed. */
+ * given algorithm, a weak RSA key, an i= outside d=), nkeys is 0 or above
+ * MC_DKIM_MAX_KEYS, or the message cannot be signed: it has no From field
+ * or more than one, or its header passes the lib/imf default limits
+ * (1 MiB, 1000 fields). msg is only read; nothing keeps a pointer to
+ * anything passed.
+ *
+ * Convenience for one-off signing: each call parses every PEM again,
+ * which OpenSSL 3.0 makes cost 0.2 to 0.4 ms a key. Whatever signs many
+ * messages with the same keys uses mc_dkim_signer_new once and
+ * mc_dkim_sign_with per message. */
 int mc_dkim_sign(const char *msg, size_t len, const struct mc_dkim_key *keys,
                  size_t nkeys, const struct mc_dkim_options *opts,
                  int64_t now, struct mc_strbuf *out, const char **error_r);
+
+/* A key checked and parsed once (d=, s=, algorithm and the OpenSSL key),
+ * for signing many messages: made when the relay applies its config, so
+ * a bad key shows there and not per message. Owns copies of everything
+ * (key is only read). Only read while signing, so one signer may sign on
+ * several threads at once. */
+struct mc_dkim_signer;
+
+/* NULL with *error_r for the key errors mc_dkim_sign lists. */
+struct mc_dkim_signer *mc_dkim_signer_new(const struct mc_dkim_key *key,
+                                          const char **error_r);
+/* NULL-safe; sets *signer to NULL. OpenSSL clears the key material. */
+void mc_dkim_signer_free(struct mc_dkim_signer **signer);
+
+/* mc_dkim_sign with parsed keys: signers[0, n), same contract. */
+int mc_dkim_sign_with(const char *msg, size_t len,
+                      const struct mc_dkim_signer *const *signers, size_t n,
+                      const struct mc_dkim_options *opts, int64_t now,
+                      struct mc_strbuf *out, const char **error_r);
 
 /* ---- canonicalisation (RFC 6376 3.4.2, 3.4.4) ------------------------- */
 /* The building blocks of mc_dkim_sign, for tests and a future verifier. */

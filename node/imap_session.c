@@ -41,42 +41,43 @@ static const struct imap_command_def {
 	const char *name;
 	unsigned states;
 	imap_cmd_fn *fn;
-	bool uid; /* may follow UID */
+	bool uid;    /* may follow UID */
+	bool noargs; /* takes no arguments */
 } commands[] = {
-        {"CAPABILITY", S_ANY, imap_cmd_capability, false},
-        {"NOOP", S_ANY, imap_cmd_noop, false},
-        {"LOGOUT", S_ANY, imap_cmd_logout, false},
-        {"ID", S_ANY, imap_cmd_id, false},
-        {"STARTTLS", S_NOTAUTH, imap_cmd_starttls, false},
-        {"LOGIN", S_NOTAUTH, imap_cmd_login, false},
-        {"AUTHENTICATE", S_NOTAUTH, imap_cmd_authenticate, false},
-        {"ENABLE", S_LOGGED, imap_cmd_enable, false},
-        {"NAMESPACE", S_LOGGED, imap_cmd_namespace, false},
-        {"SELECT", S_LOGGED, imap_cmd_select, false},
-        {"EXAMINE", S_LOGGED, imap_cmd_select, false},
-        {"CREATE", S_LOGGED, imap_cmd_create, false},
-        {"DELETE", S_LOGGED, imap_cmd_delete, false},
-        {"RENAME", S_LOGGED, imap_cmd_rename, false},
-        {"SUBSCRIBE", S_LOGGED, imap_cmd_subscribe, false},
-        {"UNSUBSCRIBE", S_LOGGED, imap_cmd_subscribe, false},
-        {"LIST", S_LOGGED, imap_cmd_list, false},
-        {"LSUB", S_LOGGED, imap_cmd_list, false},
-        {"STATUS", S_LOGGED, imap_cmd_status, false},
-        {"APPEND", S_LOGGED, imap_cmd_append, false},
-        {"GETQUOTAROOT", S_LOGGED, imap_cmd_getquotaroot, false},
-        {"GETQUOTA", S_LOGGED, imap_cmd_getquota, false},
-        {"SETQUOTA", S_LOGGED, imap_cmd_setquota, false},
-        {"IDLE", S_LOGGED, imap_cmd_idle, false},
-        {"COMPRESS", S_LOGGED, imap_cmd_compress, false},
-        {"CHECK", S_SELECTED, imap_cmd_check, false},
-        {"CLOSE", S_SELECTED, imap_cmd_close, false},
-        {"UNSELECT", S_SELECTED, imap_cmd_unselect, false},
-        {"EXPUNGE", S_SELECTED, imap_cmd_expunge, true},
-        {"SEARCH", S_SELECTED, imap_cmd_search, true},
-        {"FETCH", S_SELECTED, imap_cmd_fetch, true},
-        {"STORE", S_SELECTED, imap_cmd_store, true},
-        {"COPY", S_SELECTED, imap_cmd_copy, true},
-        {"MOVE", S_SELECTED, imap_cmd_copy, true},
+        {"CAPABILITY", S_ANY, imap_cmd_capability, false, true},
+        {"NOOP", S_ANY, imap_cmd_noop, false, true},
+        {"LOGOUT", S_ANY, imap_cmd_logout, false, true},
+        {"ID", S_ANY, imap_cmd_id, false, false},
+        {"STARTTLS", S_NOTAUTH, imap_cmd_starttls, false, true},
+        {"LOGIN", S_NOTAUTH, imap_cmd_login, false, false},
+        {"AUTHENTICATE", S_NOTAUTH, imap_cmd_authenticate, false, false},
+        {"ENABLE", S_LOGGED, imap_cmd_enable, false, false},
+        {"NAMESPACE", S_LOGGED, imap_cmd_namespace, false, true},
+        {"SELECT", S_LOGGED, imap_cmd_select, false, false},
+        {"EXAMINE", S_LOGGED, imap_cmd_select, false, false},
+        {"CREATE", S_LOGGED, imap_cmd_create, false, false},
+        {"DELETE", S_LOGGED, imap_cmd_delete, false, false},
+        {"RENAME", S_LOGGED, imap_cmd_rename, false, false},
+        {"SUBSCRIBE", S_LOGGED, imap_cmd_subscribe, false, false},
+        {"UNSUBSCRIBE", S_LOGGED, imap_cmd_subscribe, false, false},
+        {"LIST", S_LOGGED, imap_cmd_list, false, false},
+        {"LSUB", S_LOGGED, imap_cmd_list, false, false},
+        {"STATUS", S_LOGGED, imap_cmd_status, false, false},
+        {"APPEND", S_LOGGED, imap_cmd_append, false, false},
+        {"GETQUOTAROOT", S_LOGGED, imap_cmd_getquotaroot, false, false},
+        {"GETQUOTA", S_LOGGED, imap_cmd_getquota, false, false},
+        {"SETQUOTA", S_LOGGED, imap_cmd_setquota, false, false},
+        {"IDLE", S_LOGGED, imap_cmd_idle, false, true},
+        {"COMPRESS", S_LOGGED, imap_cmd_compress, false, false},
+        {"CHECK", S_SELECTED, imap_cmd_check, false, true},
+        {"CLOSE", S_SELECTED, imap_cmd_close, false, true},
+        {"UNSELECT", S_SELECTED, imap_cmd_unselect, false, true},
+        {"EXPUNGE", S_SELECTED, imap_cmd_expunge, true, false},
+        {"SEARCH", S_SELECTED, imap_cmd_search, true, false},
+        {"FETCH", S_SELECTED, imap_cmd_fetch, true, false},
+        {"STORE", S_SELECTED, imap_cmd_store, true, false},
+        {"COPY", S_SELECTED, imap_cmd_copy, true, false},
+        {"MOVE", S_SELECTED, imap_cmd_copy, true, false},
 };
 
 static void sess_process(struct imap_sess *s);
@@ -679,6 +680,10 @@ dispatch(struct imap_sess *s, const struct mc_imap_command *cmd)
 	if (def == NULL || (cmd->uid && !def->uid)) {
 		bad_reply(s, cmd->tag, "BAD", NULL,
 		          cmd->uid ? "Unknown UID command" : "Unknown command");
+		return;
+	}
+	if (def->noargs && cmd->nargs > 0) {
+		bad_reply(s, cmd->tag, "BAD", NULL, "This command takes no arguments");
 		return;
 	}
 	if ((def->states & (1u << s->state)) == 0) {

@@ -1,8 +1,9 @@
 /* Protocol-level checks of a running controller that mailctl cannot see:
  * each mutation bumps the version by exactly one, deltas on both PUB
- * topics are consecutive and carry password hashes only on 'M', deletes
- * precede upserts, snapshots follow the node's kind, node registration is
- * validated. Run by test_controller_proto.py against a fresh cluster with
+ * topics are consecutive and carry password hashes and SCRAM verifiers
+ * only on 'M', deletes precede upserts, snapshots follow the node's kind,
+ * lists never carry secrets, verifiers are validated and replaced with the
+ * password, node registration is validated. Run by test_controller_proto.py against a fresh cluster with
  * the environment of its cluster.env (MAILCTL_URL, MAILCTL_TOKEN_FILE,
  * MC_NODE_TOKEN_FILE, MC_PUBLISH_URL). */
 #include <stdlib.h>
@@ -69,8 +70,15 @@ domain_add(const char *name, uint64_t *version_r)
 	return st;
 }
 
+#define ARGON2_HASH "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
+/* RFC 7677's user "user", password "pencil". */
+#define SCRAM_VERIFIER                                                         \
+	"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"                         \
+	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                        \
+	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+
 static Mc__Status
-account_add(const char *address, uint64_t *id_r)
+account_add_scram(const char *address, const char *scram, uint64_t *id_r)
 {
 	Mc__Request req = MC__REQUEST__INIT;
 	Mc__AccountAddReq q = MC__ACCOUNT_ADD_REQ__INIT;
@@ -78,7 +86,8 @@ account_add(const char *address, uint64_t *id_r)
 	Mc__Status st;
 
 	q.address = (char *)address;
-	q.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+	q.password_hash = ARGON2_HASH;
+	q.scram_sha256 = (char *)scram;
 	req.body_case = MC__REQUEST__BODY_ACCOUNT_ADD;
 	req.account_add = &q;
 	resp = call(&req, admin_token);
@@ -87,6 +96,12 @@ account_add(const char *address, uint64_t *id_r)
 		*id_r = resp->account->id;
 	mc__response__free_unpacked(resp, NULL);
 	return st;
+}
+
+static Mc__Status
+account_add(const char *address, uint64_t *id_r)
+{
+	return account_add_scram(address, SCRAM_VERIFIER, id_r);
 }
 
 static Mc__Status
@@ -155,6 +170,16 @@ test_versions_and_topics(const char *pub_url)
 	CHECK(domain_add("proto.test", NULL) == MC__STATUS__STATUS_EXISTS);
 	CHECK(account_add("alice@proto.test", NULL) == MC__STATUS__STATUS_EXISTS);
 	CHECK(account_add("bob@nowhere.test", NULL) == MC__STATUS__STATUS_NOT_FOUND);
+	/* Verifiers are checked: prefix, count, base64, key sizes. */
+	CHECK(account_add_scram("carl@proto.test", "SCRAM-SHA-256$1:AAAA$x:y",
+	                        NULL) == MC__STATUS__STATUS_INVALID);
+	CHECK(account_add_scram("carl@proto.test", "$argon2id$v=19$x",
+	                        NULL) == MC__STATUS__STATUS_INVALID);
+	CHECK(account_add_scram("carl@proto.test",
+	                        "SCRAM-SHA-256$99999999:W22ZaJ0SNY7soEsUEjb6gQ==$"
+	                        "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+	                        "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+	                        NULL) == MC__STATUS__STATUS_INVALID);
 	CHECK(domain_add("bad..name", NULL) == MC__STATUS__STATUS_INVALID);
 	CHECK(cluster_version() == v2);
 
@@ -181,6 +206,8 @@ test_versions_and_topics(const char *pub_url)
 		      strcmp(am->domain, "proto.test") == 0);
 		CHECK(am && strncmp(am->password_hash, "$argon2id$", 10) == 0);
 		CHECK(ar && ar->password_hash[0] == '\0');
+		CHECK(am && strcmp(am->scram_sha256, SCRAM_VERIFIER) == 0);
+		CHECK(ar && ar->scram_sha256[0] == '\0');
 		CHECK(am && am->shard < 64);
 	}
 	mc__delta__free_unpacked(dm, NULL);
@@ -277,15 +304,20 @@ test_nodes(void)
 	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1 &&
 	      resp->snapshot->version == cluster_version() &&
 	      resp->snapshot->shard_count == 64);
-	if (resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1)
+	if (resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1) {
 		CHECK(resp->snapshot->accounts[0]->password_hash[0] == '$');
+		CHECK(strcmp(resp->snapshot->accounts[0]->scram_sha256,
+		             SCRAM_VERIFIER) == 0);
+	}
 	mc__response__free_unpacked(resp, NULL);
 	snap.node_id = relay_id;
 	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
 	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1);
 	for (size_t i = 0; resp->status == MC__STATUS__STATUS_OK &&
-	                   i < resp->snapshot->n_accounts; i++)
+	                   i < resp->snapshot->n_accounts; i++) {
 		CHECK(resp->snapshot->accounts[i]->password_hash[0] == '\0');
+		CHECK(resp->snapshot->accounts[i]->scram_sha256[0] == '\0');
+	}
 	mc__response__free_unpacked(resp, NULL);
 	snap.node_id = 999999;
 	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
@@ -460,6 +492,92 @@ test_leases(void)
 	mc__response__free_unpacked(resp, NULL);
 }
 
+/* The verifier of mailbox node id's snapshot for the first account. */
+static char *
+snapshot_scram(uint64_t id)
+{
+	Mc__SnapshotReq snap = MC__SNAPSHOT_REQ__INIT;
+	Mc__Response *resp;
+	char *v = NULL;
+
+	snap.node_id = id;
+	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
+	CHECK(resp->status == MC__STATUS__STATUS_OK &&
+	      resp->snapshot->n_accounts >= 1);
+	if (resp->status == MC__STATUS__STATUS_OK &&
+	    resp->snapshot->n_accounts >= 1)
+		v = strdup(resp->snapshot->accounts[0]->scram_sha256);
+	mc__response__free_unpacked(resp, NULL);
+	return v;
+}
+
+static Mc__Status
+passwd(const char *address, const char *scram)
+{
+	Mc__AccountPasswdReq q = MC__ACCOUNT_PASSWD_REQ__INIT;
+
+	q.address = (char *)address;
+	q.password_hash = ARGON2_HASH;
+	q.scram_sha256 = (char *)scram;
+	return simple_admin(MC__REQUEST__BODY_ACCOUNT_PASSWD, &q);
+}
+
+/* Lists and show never carry secrets; passwd validates the verifier and
+ * replaces it, an empty one included (the old password's verifier must
+ * not survive). */
+static void
+test_scram(void)
+{
+	Mc__Request req = MC__REQUEST__INIT;
+	Mc__AccountListReq lq = MC__ACCOUNT_LIST_REQ__INIT;
+	Mc__AccountShowReq sq = MC__ACCOUNT_SHOW_REQ__INIT;
+	Mc__Response *resp;
+	Mc__Status st;
+	uint64_t mailbox, before;
+	char *v;
+
+	req.body_case = MC__REQUEST__BODY_ACCOUNT_LIST;
+	req.account_list = &lq;
+	resp = call(&req, admin_token);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->accounts->n_accounts >= 1);
+	for (size_t i = 0; resp->status == MC__STATUS__STATUS_OK &&
+	                   i < resp->accounts->n_accounts; i++) {
+		CHECK(resp->accounts->accounts[i]->password_hash[0] == '\0');
+		CHECK(resp->accounts->accounts[i]->scram_sha256[0] == '\0');
+	}
+	mc__response__free_unpacked(resp, NULL);
+	sq.address = "alice@proto.test";
+	req.body_case = MC__REQUEST__BODY_ACCOUNT_SHOW;
+	req.account_show = &sq;
+	resp = call(&req, admin_token);
+	CHECK(resp->status == MC__STATUS__STATUS_OK);
+	if (resp->status == MC__STATUS__STATUS_OK) {
+		CHECK(resp->account_info->account->password_hash[0] == '\0');
+		CHECK(resp->account_info->account->scram_sha256[0] == '\0');
+	}
+	mc__response__free_unpacked(resp, NULL);
+
+	mailbox = register_node("proto-mailbox", MC__NODE_KIND__NODE_KIND_MAILBOX,
+	                        "instance-a", "127.0.0.1:2400", &st);
+	CHECK(st == MC__STATUS__STATUS_OK);
+	before = cluster_version();
+	CHECK(passwd("alice@proto.test", "SCRAM-SHA-256$4096:bad") ==
+	      MC__STATUS__STATUS_INVALID);
+	CHECK(cluster_version() == before);
+	v = snapshot_scram(mailbox);
+	CHECK(v != NULL && strcmp(v, SCRAM_VERIFIER) == 0);
+	free(v);
+	CHECK(passwd("alice@proto.test", "") == MC__STATUS__STATUS_OK);
+	CHECK(cluster_version() == before + 1);
+	v = snapshot_scram(mailbox);
+	CHECK(v != NULL && v[0] == '\0');
+	free(v);
+	CHECK(passwd("alice@proto.test", SCRAM_VERIFIER) == MC__STATUS__STATUS_OK);
+	v = snapshot_scram(mailbox);
+	CHECK(v != NULL && strcmp(v, SCRAM_VERIFIER) == 0);
+	free(v);
+}
+
 int
 main(void)
 {
@@ -485,6 +603,7 @@ main(void)
 	test_versions_and_topics(pub);
 	test_nodes();
 	test_leases();
+	test_scram();
 	nng_close(req_sock);
 	mc_secret_free(&admin_token);
 	mc_secret_free(&node_token);

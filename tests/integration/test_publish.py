@@ -1,8 +1,10 @@
 """Publishing: mutations made with mailctl reach every mailbox node and
 relay within a second (applied_version in mailctl status), their
-directory.json files hold the objects (password hashes on mailbox nodes
-only), and a node started later catches up from a snapshot."""
+directory.json files hold the objects (password hashes and SCRAM-SHA-256
+verifiers on mailbox nodes only), and a node started later catches up from
+a snapshot."""
 
+import json
 import os
 import stat
 
@@ -64,9 +66,13 @@ def check_directory(c, name, mailbox):
     if mailbox:
         assert acct.get("password_hash", "").startswith("$argon2id$"), \
             (name, acct)
+        assert acct.get("scram_sha256", "").startswith(
+            "SCRAM-SHA-256$10000:"), (name, acct)
     else:
         assert "password_hash" not in acct, \
             "relay %s holds a password hash: %r" % (name, acct)
+        assert "scram_sha256" not in acct, \
+            "relay %s holds a SCRAM verifier: %r" % (name, acct)
     for addr, key in (("info@pub.test", "alias"), ("*@pub.test", "catchall")):
         al = dir_alias(d, addr)
         assert al is not None, (name, addr, d)
@@ -85,7 +91,43 @@ def test_directory_files_hold_the_objects(c):
         check_directory(c, n, mailbox=False)
     for n in c.relay_names():
         with open(c.state_file(n)) as f:
-            assert "argon2" not in f.read(), "password hash on relay " + n
+            text = f.read()
+            assert "argon2" not in text, "password hash on relay " + n
+            assert "SCRAM-SHA-256" not in text, "SCRAM verifier on relay " + n
+
+
+def test_scram_verifier_follows_the_password(c):
+    """A new password brings a new verifier; one outside printable ASCII
+    (SCRAM would need SASLprep) gets none, with a warning, so the old
+    password's verifier does not survive it."""
+    before = dir_account(c.directory(c.node_names()[0]),
+                         "alice@pub.test")["scram_sha256"]
+    code, out, err = c.mailctl("--json", "account", "passwd",
+                               "alice@pub.test", input="alice-secret-2\n")
+    assert code == 0, (code, out, err)
+    version = json.loads(out)["version"]
+    c.wait_directories(version, timeout=2)
+    for n in c.node_names():
+        acct = dir_account(c.directory(n), "alice@pub.test")
+        v = acct.get("scram_sha256", "")
+        assert v.startswith("SCRAM-SHA-256$10000:") and v != before, (n, acct)
+    # A tab is outside printable ASCII too, and needs no locale to send.
+    code, out, err = c.mailctl("--json", "account", "passwd",
+                               "alice@pub.test", input="tab\tsecret\n")
+    assert code == 0, (code, out, err)
+    assert "SCRAM" in err and "PLAIN" in err, err
+    version = json.loads(out)["version"]
+    c.wait_directories(version, timeout=2)
+    for n in c.node_names():
+        acct = dir_account(c.directory(n), "alice@pub.test")
+        assert acct.get("password_hash", "").startswith("$argon2id$"), acct
+        assert "scram_sha256" not in acct, (n, acct)
+    for n in c.relay_names():
+        assert "scram_sha256" not in dir_account(c.directory(n),
+                                                 "alice@pub.test"), n
+    # Back to a password with a verifier, as the later checks expect.
+    r = c.ok("account", "passwd", "alice@pub.test", input="alice-secret-3\n")
+    c.wait_directories(r["version"], timeout=2)
 
 
 def test_late_node_catches_up_from_snapshot(c):
@@ -124,6 +166,8 @@ if __name__ == "__main__":
          test_mutations_reach_every_member_within_1s),
         ("directory.json files hold the objects",
          test_directory_files_hold_the_objects),
+        ("SCRAM verifier follows the password",
+         test_scram_verifier_follows_the_password),
         ("late node catches up from a snapshot",
          test_late_node_catches_up_from_snapshot),
         ("late node follows new changes", test_late_node_follows_new_changes),

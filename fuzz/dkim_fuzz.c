@@ -17,12 +17,12 @@
 
 #include "dkim.h"
 
-#define MUST(cond)                                                           \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "dkim_fuzz: %s failed\n", #cond);     \
-			abort();                                             \
-		}                                                            \
+#define MUST(cond)                                                             \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "dkim_fuzz: %s failed\n", #cond);      \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 static const char key_pem[] =
@@ -69,7 +69,8 @@ wire(struct mc_strbuf *b, const uint8_t *p, size_t n)
 static void
 check_field(const struct mc_strbuf *out)
 {
-	MUST(out->len > 17 && memcmp(out->data, "DKIM-Signature: v=1;", 20) == 0);
+	MUST(out->len > 17 &&
+	     memcmp(out->data, "DKIM-Signature: v=1;", 20) == 0);
 	MUST(memcmp(out->data + out->len - 2, "\r\n", 2) == 0);
 	for (size_t i = 0; i + 1 < out->len; i++) {
 		if (out->data[i] == '\n')
@@ -139,7 +140,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                      &error);
 	MUST(r == r1);
 	if (r == 0)
-		MUST(out.len == out2.len && memcmp(out.data, out2.data, out.len) == 0);
+		MUST(out.len == out2.len &&
+		     memcmp(out.data, out2.data, out.len) == 0);
 
 	check_body(data + 1, len);
 	mc_strbuf_fini(&out);
@@ -154,25 +156,35 @@ struct seed {
 	const char *s;
 	size_t len;
 };
-#define SEED(s) {s, sizeof(s) - 1}
+#define SEED(s)                                                                \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
 
 static const struct seed seeds[] = {
-	SEED("\x00" "From: Joe SixPack <joe@football.example.com>\r\n"
-	     "To: Suzie Q <suzie@shopping.example.net>\r\n"
-	     "Subject: Is dinner ready?\r\n"
-	     "Date: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)\r\n"
-	     "Message-ID: <20030712040037.46341.5F8J@football.example.com>\r\n"
-	     "\r\nHi.\r\n\r\nWe lost the game.  Are you hungry yet?\r\n\r\n"
-	     "Joe.\r\n\r\n"),
-	SEED("\x0f" "from: a@example.com\nTo: b@x.test,\n\tc@y.test\n"
-	     "Subject: folded\n  twice \t\n\nbody \t \nline\n\n\n"),
-	SEED("\x01" "Received: x\r\nFrom: a@b\r\nCc: 1\r\ncc: 2\r\n"
-	     "List-Id: <l.example>\r\nList-Unsubscribe-Post: x\r\n\r\n"
-	     "\xc3\xa9t\xc3\xa9 \r\n.\r\n..\r\n"),
-	SEED("\x02" "From: a@b.test\r\n \r\n\r\n\r\n  \r\n\ta\r\r\n\r"),
-	SEED("\x04" "From: a@b.test"),
-	SEED("\x08" "From: a@b\r\nFrom: c@d\r\n\r\nx"),
-	SEED("\x00" "Subject: no from\n\n"),
+        SEED("\x00"
+             "From: Joe SixPack <joe@football.example.com>\r\n"
+             "To: Suzie Q <suzie@shopping.example.net>\r\n"
+             "Subject: Is dinner ready?\r\n"
+             "Date: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)\r\n"
+             "Message-ID: <20030712040037.46341.5F8J@football.example.com>\r\n"
+             "\r\nHi.\r\n\r\nWe lost the game.  Are you hungry yet?\r\n\r\n"
+             "Joe.\r\n\r\n"),
+        SEED("\x0f"
+             "from: a@example.com\nTo: b@x.test,\n\tc@y.test\n"
+             "Subject: folded\n  twice \t\n\nbody \t \nline\n\n\n"),
+        SEED("\x01"
+             "Received: x\r\nFrom: a@b\r\nCc: 1\r\ncc: 2\r\n"
+             "List-Id: <l.example>\r\nList-Unsubscribe-Post: x\r\n\r\n"
+             "\xc3\xa9t\xc3\xa9 \r\n.\r\n..\r\n"),
+        SEED("\x02"
+             "From: a@b.test\r\n \r\n\r\n\r\n  \r\n\ta\r\r\n\r"),
+        SEED("\x04"
+             "From: a@b.test"),
+        SEED("\x08"
+             "From: a@b\r\nFrom: c@d\r\n\r\nx"),
+        SEED("\x00"
+             "Subject: no from\n\n"),
 };
 #define NSEEDS (sizeof(seeds) / sizeof(seeds[0]))
 

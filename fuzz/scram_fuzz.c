@@ -54,8 +54,8 @@ check_username(const char *u)
 }
 
 static void
-exchange(unsigned mode, const char *first, size_t first_len,
-         const char *final, size_t final_len)
+exchange(unsigned mode, const char *first, size_t first_len, const char *final,
+         size_t final_len)
 {
 	struct mc_scram_server *s = mc_scram_server_new();
 	const char *out = NULL, *error = NULL;
@@ -71,8 +71,8 @@ exchange(unsigned mode, const char *first, size_t first_len,
 	MUST(mc_scram_server_username(s)[0] != '\0');
 	if (mode & 2)
 		mc_scram_server_set_nonce_for_test(s, RFC_SNONCE);
-	ret = mc_scram_server_challenge(s, mode & 1 ? RFC_VERIFIER : NULL,
-	                                &out, &len, &error);
+	ret = mc_scram_server_challenge(s, mode & 1 ? RFC_VERIFIER : NULL, &out,
+	                                &len, &error);
 	MUST(ret == 0 && out != NULL && strlen(out) == len);
 	MUST(strncmp(out, "r=", 2) == 0 && strstr(out, ",s=") != NULL &&
 	     strstr(out, ",i=") != NULL);

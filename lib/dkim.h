@@ -3,15 +3,15 @@
  * needs: key generation, the public key for the DNS and the TXT record.
  *
  * What a signature covers: relaxed/relaxed canonicalisation; the body
- * hash over the whole body (no l=); the header fields in h= are those of
- * a fixed set (From, Sender, Reply-To, To, Cc, Subject, Date, Message-ID,
- * In-Reply-To, References, MIME-Version, Content-*, Resent-*, List-*)
- * present in the message, every instance of each, with From listed once
+ * hash over the whole body (never l=); in h=, the fields of a fixed set
+ * (From, Sender, Reply-To, To, Cc, Subject, Date, Message-ID, In-Reply-To,
+ * References, MIME-Version, the usual Content-* and Resent-* fields, any
+ * List-*) that the message has, every instance of each, and From once
  * more than it occurs ("over-signed"), so a From added in transit breaks
- * the signature instead of riding on it. t= is the caller's clock; no x=,
- * no i=, no l= unless options ask for them. A message must carry exactly
- * one From field (RFC 6376 5.4 requires From to be signed, and with two
- * a verifier could show the unsigned one).
+ * the signature instead of riding on it. t= is the caller's clock; x= and
+ * i= only when options ask for them. A message must carry exactly one
+ * From field (RFC 6376 5.4 requires From to be signed, and with two a
+ * verifier could show the unsigned one).
  *
  * Line ends: the message is signed as it is sent. lib/smtp_client turns
  * every LF not preceded by CR into CRLF and ends a last partial line with
@@ -103,7 +103,8 @@ struct mc_dkim_key {
 	const char *domain;
 	const char *selector;
 	enum mc_dkim_alg alg;
-	const char *private_pem; /* a key of type alg; at most MC_DKIM_MAX_PEM */
+	/* A key of type alg, at most MC_DKIM_MAX_PEM octets. */
+	const char *private_pem;
 };
 
 /* What only special cases set; {0} (or NULL) is the default for each. */
@@ -129,8 +130,8 @@ struct mc_dkim_options {
  * at time now (UTC seconds, t=). Appends to out one complete header field
  * per key: "DKIM-Signature: v=1; a=...; ... b=...\r\n", folded into lines
  * of at most 78 octets where the names allow (bh= and b= on lines of
- * their own), CRLF-terminated, to be put in front of the message unchanged. opts may be
- * NULL. Tag order: v a c d [i] [q] s t [x] h bh b.
+ * their own), CRLF-terminated, to be put in front of the message unchanged.
+ * opts may be NULL. Tag order: v a c d [i] [q] s t [x] h bh b.
  *
  * Returns 0, or -1 with *error_r and out untouched when a key or option
  * is invalid (bad domain or selector, a PEM that is not a key of the
@@ -145,14 +146,14 @@ struct mc_dkim_options {
  * messages with the same keys uses mc_dkim_signer_new once and
  * mc_dkim_sign_with per message. */
 int mc_dkim_sign(const char *msg, size_t len, const struct mc_dkim_key *keys,
-                 size_t nkeys, const struct mc_dkim_options *opts,
-                 int64_t now, struct mc_strbuf *out, const char **error_r);
+                 size_t nkeys, const struct mc_dkim_options *opts, int64_t now,
+                 struct mc_strbuf *out, const char **error_r);
 
 /* A key checked and parsed once (d=, s=, algorithm and the OpenSSL key),
  * for signing many messages: made when the relay applies its config, so
  * a bad key shows there and not per message. Owns copies of everything
- * (key is only read). Only read while signing, so one signer may sign on
- * several threads at once. */
+ * (key is only read; its PEM may be wiped right after). Only read while
+ * signing, so one signer may sign on several threads at once. */
 struct mc_dkim_signer;
 
 /* NULL with *error_r for the key errors mc_dkim_sign lists. */
@@ -183,11 +184,10 @@ bool mc_dkim_relaxed_header(struct mc_strbuf *out, const void *field,
  * dropped and inner runs of SP/HTAB as one SP; every line ended by CRLF
  * (a last partial line too); empty lines at the end dropped (an empty or
  * all-blank body gives nothing). */
-void mc_dkim_relaxed_body(struct mc_strbuf *out, const void *body,
-                          size_t len);
+void mc_dkim_relaxed_body(struct mc_strbuf *out, const void *body, size_t len);
 
-/* bh=: base64 SHA-256 of the relaxed body, NUL-terminated. Streams: no
- * allocation whatever the body size. */
+/* bh=: base64 SHA-256 of the relaxed body, NUL-terminated. Streams: the
+ * memory used does not grow with the body. */
 void mc_dkim_body_hash(const void *body, size_t len,
                        char bh_r[MC_DKIM_BODY_HASH_LEN + 1]);
 

@@ -66,7 +66,8 @@ read_key(const char *path)
 	FILE *f = fopen(path, "rb");
 
 	if (f == NULL) {
-		fprintf(stderr, "dkim_sign_tool: %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "dkim_sign_tool: %s: %s\n", path,
+		        strerror(errno));
 		return NULL;
 	}
 	if (read_all(f, &b, MC_DKIM_MAX_PEM) < 0 || b.len == 0) {
@@ -120,7 +121,8 @@ cmd_keygen(int argc, char **argv)
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || mc_write_all(fd, pem, strlen(pem)) < 0) {
-		fprintf(stderr, "dkim_sign_tool: %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "dkim_sign_tool: %s: %s\n", path,
+		        strerror(errno));
 	} else if ((record = mc_dkim_dns_record(alg, pub)) != NULL) {
 		printf("%s\n", record);
 		free(record);
@@ -238,7 +240,8 @@ cmd_sign(int argc, char **argv)
 	if (fwrite(out.data, 1, out.len, stdout) != out.len ||
 	    (msg.len > 0 && fwrite(msg.data, 1, msg.len, stdout) != msg.len) ||
 	    fflush(stdout) != 0) {
-		fprintf(stderr, "dkim_sign_tool: writing: %s\n", strerror(errno));
+		fprintf(stderr, "dkim_sign_tool: writing: %s\n",
+		        strerror(errno));
 		goto done;
 	}
 	ret = 0;

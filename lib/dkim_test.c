@@ -110,7 +110,8 @@ static const char rfc_signed_rsa[] =
 	"F45dVWDfMbQDGHJFlXUNB2HKfbCeLRyhDXgFpEL8GwpsRe0IeIixNTe3"             \
 	"DhCVlUrSjV4BwcVcOF6+FF3Zo9Rpo1tFOeS9mPYQTnGdaSGsgeefOsk2Jz"           \
 	"dA+L10TeYt9BgDfQNZtKdN1WO//KgIqXP7OdEFE4LjFYNcUxZQ4FADY+8="
-#define RFC_LIST "from : to : subject : date : message-id : from : subject : date"
+#define RFC_LIST                                                               \
+	"from : to : subject : date : message-id : from : subject : date"
 #define RFC_TIME 1528637909
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -264,9 +265,11 @@ verify(const char *msg, size_t len, const char *sig, enum mc_dkim_alg alg,
 	if ((raw = unbase64(b, &raw_len)) == NULL)
 		goto done;
 	if (alg == MC_DKIM_RSA_SHA256) {
-		ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey) == 1 &&
+		ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey) ==
+		             1 &&
 		     EVP_DigestVerify(md, raw, raw_len,
-		                      (unsigned char *)data.data, data.len) == 1;
+		                      (unsigned char *)data.data,
+		                      data.len) == 1;
 	} else {
 		EVP_Digest(data.data, data.len, hash, NULL, EVP_sha256(), NULL);
 		ok = EVP_DigestVerifyInit(md, NULL, NULL, NULL, pkey) == 1 &&
@@ -322,7 +325,8 @@ well_folded(const char *out)
 	while (*p != '\0') {
 		const char *end = strstr(p, "\r\n");
 
-		if (end == NULL || end - p > 78 || memchr(p, '\n', (size_t)(end - p)))
+		if (end == NULL || end - p > 78 ||
+		    memchr(p, '\n', (size_t)(end - p)))
 			return false;
 		if (strncmp(p, "DKIM-Signature:", 15) != 0 && *p != ' ' &&
 		    *p != '\t')
@@ -385,7 +389,8 @@ test_relaxed_header(void)
 	        {"From: a@b.test\r", "from:a@b.test\r\n"},
 	        /* a bare CR inside is data, 8-bit stays as it is */
 	        {"Subject: a\rb\r\n", "subject:a\rb\r\n"},
-	        {"Subject: caf\xc3\xa9 \xe9\r\n", "subject:caf\xc3\xa9 \xe9\r\n"},
+	        {"Subject: caf\xc3\xa9 \xe9\r\n",
+	         "subject:caf\xc3\xa9 \xe9\r\n"},
 	        /* the colon inside the value is not the separator */
 	        {"Date: Fri, 11 Jul 2003 21:00:37 -0700\r\n",
 	         "date:Fri, 11 Jul 2003 21:00:37 -0700\r\n"},
@@ -509,7 +514,8 @@ test_rfc8463(void)
 	             rfc_rsa_pub));
 	/* ... and do not with the other key or a changed message. */
 	CHECK(!verify(msg, strlen(msg), rfc_signed_rsa, MC_DKIM_RSA_SHA256,
-	              "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="));
+	              "MCowBQYDK2VwAyEA11qYAYKxCrfVS/"
+	              "7TyWQHOg7hcvPapiMlrwIaaPcHURo="));
 	CHECK(!verify(msg, strlen(msg) - 9, rfc_signed_ed,
 	              MC_DKIM_ED25519_SHA256, rfc_ed_pub));
 
@@ -598,7 +604,8 @@ test_keygen(void)
 	CHECK(raw != NULL && n == 32 && strlen(ed_pub) == 44);
 	free(raw);
 	/* The public key derived from the private one is the same. */
-	CHECK(mc_dkim_public_key(MC_DKIM_RSA_SHA256, rsa_pem, &pub, &error) == 0);
+	CHECK(mc_dkim_public_key(MC_DKIM_RSA_SHA256, rsa_pem, &pub, &error) ==
+	      0);
 	CHECK_STR(pub, rsa_pub);
 	free(pub);
 	CHECK(mc_dkim_public_key(MC_DKIM_ED25519_SHA256, ed_pem, &pub,
@@ -606,18 +613,21 @@ test_keygen(void)
 	CHECK_STR(pub, ed_pub);
 	free(pub);
 	/* Keys of the wrong kind. */
-	CHECK(mc_dkim_public_key(MC_DKIM_RSA_SHA256, ed_pem, &pub, &error) < 0 &&
+	CHECK(mc_dkim_public_key(MC_DKIM_RSA_SHA256, ed_pem, &pub, &error) <
+	              0 &&
 	      pub == NULL);
 	CHECK(mc_dkim_public_key(MC_DKIM_ED25519_SHA256, rsa_pem, &pub,
 	                         &error) < 0);
 	/* A bigger RSA key; sizes out of range. */
-	CHECK(mc_dkim_keygen(MC_DKIM_RSA_SHA256, 3072, &pem, &pub, &error) == 0);
+	CHECK(mc_dkim_keygen(MC_DKIM_RSA_SHA256, 3072, &pem, &pub, &error) ==
+	      0);
 	pkey = pub != NULL ? public_key(MC_DKIM_RSA_SHA256, pub) : NULL;
 	CHECK(pkey != NULL && EVP_PKEY_get_bits(pkey) == 3072);
 	EVP_PKEY_free(pkey);
 	free(pem);
 	free(pub);
-	CHECK(mc_dkim_keygen(MC_DKIM_RSA_SHA256, 1024, &pem, &pub, &error) < 0 &&
+	CHECK(mc_dkim_keygen(MC_DKIM_RSA_SHA256, 1024, &pem, &pub, &error) <
+	              0 &&
 	      pem == NULL && pub == NULL && strstr(error, "1024") != NULL);
 	CHECK(mc_dkim_keygen(MC_DKIM_RSA_SHA256, 8192, &pem, &pub, &error) < 0);
 	CHECK(mc_dkim_keygen((enum mc_dkim_alg)7, 0, &pem, &pub, &error) < 0);
@@ -628,7 +638,8 @@ test_keygen(void)
 	               "p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
 	free(rec);
 	rec = mc_dkim_dns_record(MC_DKIM_RSA_SHA256, rfc_rsa_pub);
-	CHECK(rec != NULL && strncmp(rec, "v=DKIM1; k=rsa; p=MIGfMA0G", 26) == 0 &&
+	CHECK(rec != NULL &&
+	      strncmp(rec, "v=DKIM1; k=rsa; p=MIGfMA0G", 26) == 0 &&
 	      strcmp(rec + 18, rfc_rsa_pub) == 0);
 	free(rec);
 	CHECK(mc_dkim_dns_record(MC_DKIM_RSA_SHA256, "") == NULL);
@@ -707,7 +718,8 @@ test_sign_verify(void)
 		struct mc_strbuf out = {0};
 		char *f0, *f1, *v;
 
-		CHECK(sign(msgs[i], keys, 2, NULL, 1700000000, &out, &error) == 0);
+		CHECK(sign(msgs[i], keys, 2, NULL, 1700000000, &out, &error) ==
+		      0);
 		f0 = field_at(out.data, 0);
 		f1 = field_at(out.data, 1);
 		CHECK(f0 != NULL && f1 != NULL &&
@@ -734,13 +746,15 @@ test_sign_verify(void)
 		                           "s=rsa1; t=1700000000; h=from:",
 		                           81) == 0);
 		free(v);
-		CHECK((v = tag(f1, "t")) != NULL && strcmp(v, "1700000000") == 0);
+		CHECK((v = tag(f1, "t")) != NULL &&
+		      strcmp(v, "1700000000") == 0);
 		free(v);
 		CHECK(tag(f1, "i") == NULL && tag(f1, "x") == NULL &&
 		      tag(f1, "l") == NULL && tag(f1, "q") == NULL);
 		/* From over-signed: listed once more than it occurs. */
 		v = tag(f1, "h");
-		CHECK(v != NULL && strncasecmp(v + strlen(v) - 5, ":from", 5) == 0);
+		CHECK(v != NULL &&
+		      strncasecmp(v + strlen(v) - 5, ":from", 5) == 0);
 		free(v);
 	next:
 		free(f0);
@@ -766,9 +780,8 @@ test_default_headers(void)
 	/* A From added above or below the signed one breaks it. */
 	CHECK(verify(PLAIN, strlen(PLAIN), out.data, MC_DKIM_ED25519_SHA256,
 	             ed_pub));
-	CHECK(!verify("From: evil@example.net\r\n" PLAIN,
-	              strlen(PLAIN) + 24, out.data, MC_DKIM_ED25519_SHA256,
-	              ed_pub));
+	CHECK(!verify("From: evil@example.net\r\n" PLAIN, strlen(PLAIN) + 24,
+	              out.data, MC_DKIM_ED25519_SHA256, ed_pub));
 	/* Unsigned fields may change. */
 	CHECK(verify("X-Spam: yes\r\n" PLAIN, strlen(PLAIN) + 13, out.data,
 	             MC_DKIM_ED25519_SHA256, ed_pub));
@@ -846,13 +859,13 @@ test_refusals(void)
 	mc_strbuf_adds(&out, "kept");
 
 #define REFUSED(call, text)                                                    \
-	do {                                                                 \
-		error = NULL;                                                \
-		CHECK((call) < 0 && out.len == 4 &&                          \
-		      strcmp(out.data, "kept") == 0);                        \
-		CHECK(error != NULL && strstr(error, text) != NULL);         \
-		if (error != NULL && strstr(error, text) == NULL)            \
-			fprintf(stderr, "  error was: %s\n", error);          \
+	do {                                                                   \
+		error = NULL;                                                  \
+		CHECK((call) < 0 && out.len == 4 &&                            \
+		      strcmp(out.data, "kept") == 0);                          \
+		CHECK(error != NULL && strstr(error, text) != NULL);           \
+		if (error != NULL && strstr(error, text) == NULL)              \
+			fprintf(stderr, "  error was: %s\n", error);           \
 	} while (0)
 
 	REFUSED(sign("To: b@example.org\r\n\r\nx\r\n", &key, 1, NULL, 1, &out,
@@ -862,7 +875,8 @@ test_refusals(void)
 	             1, NULL, 1, &out, &error),
 	        "more than one From");
 	REFUSED(sign("", &key, 1, NULL, 1, &out, &error), "no From");
-	REFUSED(mc_dkim_sign(NULL, 0, &key, 1, NULL, 1, &out, &error), "no From");
+	REFUSED(mc_dkim_sign(NULL, 0, &key, 1, NULL, 1, &out, &error),
+	        "no From");
 	REFUSED(sign(PLAIN, &key, 0, NULL, 1, &out, &error), "keys");
 	for (size_t i = 0; i <= MC_DKIM_MAX_KEYS; i++)
 		keys[i] = key;
@@ -966,10 +980,11 @@ test_signer(void)
 		goto done;
 	/* The same as mc_dkim_sign, signature for signature. */
 	CHECK(mc_dkim_sign_with(PLAIN, strlen(PLAIN),
-	                        (const struct mc_dkim_signer *const *)s, 2, NULL,
-	                        77, &a, &error) == 0);
+	                        (const struct mc_dkim_signer *const *)s, 2,
+	                        NULL, 77, &a, &error) == 0);
 	CHECK(sign(PLAIN, keys, 2, NULL, 77, &b, &error) == 0);
-	CHECK(a.len == b.len && a.len > 0 && memcmp(a.data, b.data, a.len) == 0);
+	CHECK(a.len == b.len && a.len > 0 &&
+	      memcmp(a.data, b.data, a.len) == 0);
 	/* Reused for another message. */
 	mc_strbuf_reset(&a);
 	CHECK(mc_dkim_sign_with("From: x@example.com\r\n\r\nhi\r\n", 27,
@@ -978,8 +993,8 @@ test_signer(void)
 	CHECK(verify("From: x@example.com\r\n\r\nhi\r\n", 27, a.data,
 	             MC_DKIM_ED25519_SHA256, ed_pub));
 	CHECK(mc_dkim_sign_with(PLAIN, strlen(PLAIN),
-	                        (const struct mc_dkim_signer *const *)s, 0, NULL,
-	                        77, &a, &error) < 0);
+	                        (const struct mc_dkim_signer *const *)s, 0,
+	                        NULL, 77, &a, &error) < 0);
 	/* Key errors show when the signer is made. */
 	bad.selector = "a b";
 	CHECK(mc_dkim_signer_new(&bad, &error) == NULL &&

@@ -30,7 +30,8 @@
 /* "r=" nonce ",s=" salt ",i=" count, the nonce being the client's (less
  * than a message) plus the server's. */
 #define SERVER_FIRST_MAX                                                       \
-	(MC_SCRAM_MESSAGE_MAX + TEST_NONCE_MAX + B64_LEN(MC_SCRAM_SALT_MAX) + 32)
+	(MC_SCRAM_MESSAGE_MAX + TEST_NONCE_MAX + B64_LEN(MC_SCRAM_SALT_MAX) +  \
+	 32)
 
 struct verifier {
 	unsigned iterations;
@@ -251,8 +252,9 @@ verifier_parse(const char *s, struct verifier *v)
 	size_t plen = strlen(MC_SCRAM_PREFIX), len, klen;
 	const char *colon, *dollar, *colon2, *end;
 
-	if (s == NULL || (len = strnlen(s, MC_SCRAM_VERIFIER_MAX)) >=
-	                         MC_SCRAM_VERIFIER_MAX ||
+	if (s == NULL ||
+	    (len = strnlen(s, MC_SCRAM_VERIFIER_MAX)) >=
+	            MC_SCRAM_VERIFIER_MAX ||
 	    strncmp(s, MC_SCRAM_PREFIX, plen) != 0)
 		return false;
 	end = s + len;
@@ -370,8 +372,7 @@ fake_key_init(void)
 
 /* HMAC(fake_key, label NUL username). */
 static void
-fake_derive(const char *label, const char *username,
-            unsigned char out[KEY_LEN])
+fake_derive(const char *label, const char *username, unsigned char out[KEY_LEN])
 {
 	size_t ll = strlen(label) + 1, ul = strnlen(username, 4096);
 	unsigned char *buf = mc_malloc(ll + ul);
@@ -528,8 +529,8 @@ fail:
 /* The GS2 header: "n," / "y," then "a=authzid," or ",". Sets s->bare and
  * checks the authzid (decoded into authzid, size bytes) later. */
 static int
-parse_gs2(struct mc_scram_server *s, const char *msg, size_t len,
-          char *authzid, size_t size, const char **error_r)
+parse_gs2(struct mc_scram_server *s, const char *msg, size_t len, char *authzid,
+          size_t size, const char **error_r)
 {
 	const char *p = msg, *end = msg + len, *comma;
 
@@ -614,7 +615,8 @@ static int
 write_server_first(struct mc_scram_server *s, const char **error_r)
 {
 	unsigned char rnd[MC_SCRAM_SERVER_NONCE_BYTES];
-	char snonce[B64_LEN(sizeof(rnd)) + 1], salt[B64_LEN(MC_SCRAM_SALT_MAX) + 1];
+	char snonce[B64_LEN(sizeof(rnd)) + 1],
+	        salt[B64_LEN(MC_SCRAM_SALT_MAX) + 1];
 	const char *suffix = snonce;
 	int n;
 
@@ -755,8 +757,8 @@ mc_scram_server_final(struct mc_scram_server *s, const char *msg, size_t len,
 		;
 	if (last == msg || end - last < 2 || last[0] != 'p' || last[1] != '=')
 		return fail(s, MC_SCRAM_FAIL_MALFORMED, "no proof", error_r);
-	if (b64_decode(last + 2, (size_t)(end - last - 2), proof,
-	               sizeof(proof), &n) < 0 ||
+	if (b64_decode(last + 2, (size_t)(end - last - 2), proof, sizeof(proof),
+	               &n) < 0 ||
 	    n != KEY_LEN)
 		return fail(s, MC_SCRAM_FAIL_MALFORMED, "bad proof", error_r);
 	end = last - 1;
@@ -771,8 +773,7 @@ mc_scram_server_final(struct mc_scram_server *s, const char *msg, size_t len,
 		            error_r);
 	if (!next_attr(&p, end, &name, &val, &vlen) || name != 'r')
 		return fail(s, MC_SCRAM_FAIL_MALFORMED, "no nonce", error_r);
-	if (vlen != s->nonce_len ||
-	    memcmp(val, s->server_first + 2, vlen) != 0)
+	if (vlen != s->nonce_len || memcmp(val, s->server_first + 2, vlen) != 0)
 		return fail(s, MC_SCRAM_FAIL_AUTH, "nonce mismatch", error_r);
 	if (!skip_extensions(p, end))
 		return fail(s, MC_SCRAM_FAIL_MALFORMED, "bad extension",

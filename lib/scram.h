@@ -10,8 +10,8 @@
  * 334 lines) is the caller's to decode and encode, like AUTHENTICATE PLAIN
  * does. The base64 inside the messages (salt, c=, p=, v=) is handled here.
  *
- * Verifier (one string, the format Postgres uses):
- *   SCRAM-SHA-256$<iterations>:<salt base64>$<StoredKey base64>:<ServerKey base64>
+ * Verifier (one string, the format Postgres uses; salt and keys base64):
+ *   SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
  *
  * Passwords are used as given: SASLprep (RFC 4013) is not implemented, so
  * mc_scram_verifier_new only accepts printable ASCII (0x20-0x7E), the one
@@ -63,9 +63,8 @@
  * secret in the sense of a password but still worth guarding: mc_wipe
  * and free it. Returns 0, or -1 with the reason (a password outside
  * printable ASCII, a bad count, no randomness) in *error_r. */
-int mc_scram_verifier_new(const char *password, size_t len,
-                          unsigned iterations, char **verifier_r,
-                          const char **error_r);
+int mc_scram_verifier_new(const char *password, size_t len, unsigned iterations,
+                          char **verifier_r, const char **error_r);
 
 /* Does v follow the verifier format with a count in range, a salt of
  * MC_SCRAM_SALT_MIN to _MAX bytes and two 32-byte keys (canonical
@@ -104,7 +103,7 @@ enum mc_scram_failure {
 
 struct mc_scram_server;
 
-/* A new exchange (heap; about 13 KiB: the messages are kept for the
+/* A new exchange (heap; about 9 KiB: the messages are kept for the
  * AuthMessage). One per authentication attempt. */
 struct mc_scram_server *mc_scram_server_new(void);
 /* NULL-safe; wipes the keys and messages, sets *s to NULL. */

@@ -51,9 +51,8 @@ client_keys(const char *password, const char *salt_b64, unsigned iterations,
 	size_t slen = (size_t)n;
 
 	/* EVP_DecodeBlock counts the padding as zero bytes. */
-	for (const char *p = salt_b64 + strlen(salt_b64); p > salt_b64 &&
-	                                                  p[-1] == '=';
-	     p--)
+	for (const char *p = salt_b64 + strlen(salt_b64);
+	     p > salt_b64 && p[-1] == '='; p--)
 		slen--;
 	PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)slen,
 	                  (int)iterations, EVP_sha256(), 32, salted);
@@ -202,9 +201,8 @@ test_verifier_new(void)
 		CHECK(run_client(v, "correct horse", "y,,n=bob,r=abcdefgh",
 		                 "eSws", &why) == 0);
 		/* authzid equal to the username: its GS2 header is bound */
-		CHECK(run_client(v, "correct horse",
-		                 "n,a=bob,n=bob,r=abcdefgh", "bixhPWJvYiw=",
-		                 &why) == 0);
+		CHECK(run_client(v, "correct horse", "n,a=bob,n=bob,r=abcdefgh",
+		                 "bixhPWJvYiw=", &why) == 0);
 		CHECK(run_client(v, "correct horsE", "n,,n=bob,r=abcdefgh",
 		                 "biws", &why) == -1 &&
 		      why == MC_SCRAM_FAIL_AUTH);
@@ -221,8 +219,8 @@ test_verifier_new(void)
 	CHECK(run_client("", "correct horse", "n,,n=bob,r=abcdefgh", "biws",
 	                 &why) == -1 &&
 	      why == MC_SCRAM_FAIL_AUTH);
-	CHECK(run_client("$argon2id$v=19$x", "x", "n,,n=bob,r=abcdefgh",
-	                 "biws", &why) == -1 &&
+	CHECK(run_client("$argon2id$v=19$x", "x", "n,,n=bob,r=abcdefgh", "biws",
+	                 &why) == -1 &&
 	      why == MC_SCRAM_FAIL_AUTH);
 	free(v);
 	free(v2);
@@ -238,8 +236,7 @@ test_verifier_new(void)
 	CHECK(mc_scram_verifier_new("pw", 2, 4095, &v, &error) == -1);
 	CHECK(mc_scram_verifier_new("pw", 2, MC_SCRAM_ITERATIONS_MAX + 1, &v,
 	                            &error) == -1);
-	CHECK(mc_scram_verifier_new("with space ~", 12, 4096, &v, &error) ==
-	      0);
+	CHECK(mc_scram_verifier_new("with space ~", 12, 4096, &v, &error) == 0);
 	CHECK(v != NULL && strncmp(v, "SCRAM-SHA-256$4096:", 19) == 0);
 	free(v);
 }
@@ -349,8 +346,8 @@ test_first_hostile(void)
 	        {"n,a=user,n=user,r=abc", MC_SCRAM_FAIL_NONE, "user"},
 	        {"n,a=other,n=user,r=abc", MC_SCRAM_FAIL_UNSUPPORTED, NULL},
 	        {"p=tls-unique,,n=user,r=abc", MC_SCRAM_FAIL_UNSUPPORTED, NULL},
-	        {"p=tls-exporter,a=user,n=user,r=abc", MC_SCRAM_FAIL_UNSUPPORTED,
-	         NULL},
+	        {"p=tls-exporter,a=user,n=user,r=abc",
+	         MC_SCRAM_FAIL_UNSUPPORTED, NULL},
 	        {"n,,m=ext,n=user,r=abc", MC_SCRAM_FAIL_UNSUPPORTED, NULL},
 	        {"", MC_SCRAM_FAIL_MALFORMED, NULL},
 	        {"n", MC_SCRAM_FAIL_MALFORMED, NULL},
@@ -471,14 +468,18 @@ test_final_hostile(void)
 	        {"c=biws,r=" RFC_NONCE ",x=1,p=" RFC_PROOF, MC_SCRAM_FAIL_AUTH},
 	        {"c=biws,r=" RFC_NONCE, MC_SCRAM_FAIL_MALFORMED},
 	        {"c=biws,r=" RFC_NONCE ",p=", MC_SCRAM_FAIL_MALFORMED},
-	        {"c=biws,r=" RFC_NONCE ",p=" RFC_PROOF ",", MC_SCRAM_FAIL_MALFORMED},
+	        {"c=biws,r=" RFC_NONCE ",p=" RFC_PROOF ",",
+	         MC_SCRAM_FAIL_MALFORMED},
 	        {"c=biws,r=" RFC_NONCE ",p=!!!!", MC_SCRAM_FAIL_MALFORMED},
 	        {"c=biws,r=" RFC_NONCE ",p=AAAA", MC_SCRAM_FAIL_MALFORMED},
-	        {"c=biws,r=" RFC_NONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ",
+	        {"c=biws,r=" RFC_NONCE
+	         ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ",
 	         MC_SCRAM_FAIL_MALFORMED},
-	        {"c=biws,r=" RFC_NONCE ",p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+	        {"c=biws,r=" RFC_NONCE
+	         ",p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
 	         MC_SCRAM_FAIL_AUTH},
-	        {"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=" RFC_PROOF, MC_SCRAM_FAIL_AUTH},
+	        {"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=" RFC_PROOF,
+	         MC_SCRAM_FAIL_AUTH},
 	        {"c=biws,r=" RFC_NONCE "x,p=" RFC_PROOF, MC_SCRAM_FAIL_AUTH},
 	        {"c=biws,r=" RFC_NONCE ",r=" RFC_NONCE ",p=" RFC_PROOF,
 	         MC_SCRAM_FAIL_MALFORMED},
@@ -489,7 +490,8 @@ test_final_hostile(void)
 	         MC_SCRAM_FAIL_AUTH},
 	        {"c=biw,r=" RFC_NONCE ",p=" RFC_PROOF, MC_SCRAM_FAIL_MALFORMED},
 	        {"c=,r=" RFC_NONCE ",p=" RFC_PROOF, MC_SCRAM_FAIL_AUTH},
-	        {"r=" RFC_NONCE ",c=biws,p=" RFC_PROOF, MC_SCRAM_FAIL_MALFORMED},
+	        {"r=" RFC_NONCE ",c=biws,p=" RFC_PROOF,
+	         MC_SCRAM_FAIL_MALFORMED},
 	        {"c=biws,p=" RFC_PROOF, MC_SCRAM_FAIL_MALFORMED},
 	        {"r=" RFC_NONCE ",p=" RFC_PROOF, MC_SCRAM_FAIL_MALFORMED},
 	        {"p=" RFC_PROOF, MC_SCRAM_FAIL_MALFORMED},

@@ -102,8 +102,8 @@ node_auth_free(struct node_auth **ap)
 		auth_destroy(a);
 }
 
-uint64_t
-node_auth_failed(struct node_auth *a, const char *ip)
+static uint64_t
+penalty(struct node_auth *a, const char *ip)
 {
 	struct peer *p = mc_hash_get(a->peers, ip);
 	time_t now = time(NULL);
@@ -217,7 +217,27 @@ check_done(uv_work_t *w, int status)
 	}
 	uv_timer_init(r->auth->loop, &r->delay);
 	r->delay.data = r;
-	uv_timer_start(&r->delay, delay_done, node_auth_failed(r->auth, r->ip), 0);
+	uv_timer_start(&r->delay, delay_done, penalty(r->auth, r->ip), 0);
+}
+
+struct node_auth_request *
+node_auth_reject(struct node_auth *a, const char *peer_ip, node_auth_cb *cb,
+                 void *arg)
+{
+	struct node_auth_request *r = mc_malloc(sizeof(*r));
+
+	r->auth = a;
+	r->cb = cb;
+	r->arg = arg;
+	r->password = mc_strdup("");
+	r->hash = mc_strdup("");
+	r->address = mc_strdup("");
+	snprintf(r->ip, sizeof(r->ip), "%s", peer_ip != NULL ? peer_ip : "");
+	a->requests++;
+	uv_timer_init(a->loop, &r->delay);
+	r->delay.data = r;
+	uv_timer_start(&r->delay, delay_done, penalty(a, r->ip), 0);
+	return r;
 }
 
 struct node_auth_request *

@@ -48,9 +48,12 @@ struct node_auth_request *node_auth_check(struct node_auth *auth,
 /* The caller is going away: cb will not be called. */
 void node_auth_cancel(struct node_auth_request *req);
 
-/* Record a failure decided elsewhere (a SCRAM proof that did not verify):
- * returns the delay in ms the answer should wait. */
-uint64_t node_auth_failed(struct node_auth *auth, const char *peer_ip);
+/* A failure decided elsewhere (a SCRAM proof that did not verify): it
+ * counts against peer_ip like a wrong password, and cb gets a failed
+ * result after the same penalty delay. */
+struct node_auth_request *node_auth_reject(struct node_auth *auth,
+                                           const char *peer_ip, node_auth_cb *cb,
+                                           void *arg);
 
 /* Does hash accept password? (argon2id/argon2i, $6$, $2b$/$2y$). CPU
  * heavy: call off the loop. */

@@ -19,6 +19,7 @@
 #include "directory.h"
 #include "imap_format.h"
 #include "log.h"
+#include "scram.h"
 #include "mem.h"
 
 void
@@ -29,7 +30,7 @@ imap_capabilities(struct imap_sess *s, struct mc_strbuf *b)
 		if (!s->tls)
 			mc_strbuf_adds(b, " STARTTLS LOGINDISABLED");
 		else
-			mc_strbuf_adds(b, " AUTH=PLAIN");
+			mc_strbuf_adds(b, " AUTH=PLAIN AUTH=SCRAM-SHA-256");
 		return;
 	}
 	mc_strbuf_adds(b, " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED"
@@ -251,53 +252,158 @@ imap_cmd_login(struct imap_sess *s, const struct mc_imap_command *cmd)
 
 /* ---- AUTHENTICATE PLAIN (RFC 4616) ------------------------------------ */
 
-/* Decode a base64 SASL response and log in with it. */
+/* SASL messages are base64 on the wire (RFC 3501 6.2.2). -1 when b64
+ * is not valid base64 or the message is too long. */
+static int
+b64_decode(const char *b64, size_t len, char *out, size_t size, size_t *n_r)
+{
+	size_t pad = 0;
+	int n;
+
+	if (len % 4 != 0 || len / 4 * 3 >= size)
+		return -1;
+	n = len > 0 ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b64,
+	                              (int)len)
+	            : 0;
+	if (n < 0)
+		return -1;
+	while (pad < 2 && len > pad && b64[len - 1 - pad] == '=')
+		pad++;
+	*n_r = (size_t)n - pad;
+	out[*n_r] = '\0';
+	return 0;
+}
+
+/* Decode a base64 SASL PLAIN response and log in with it. */
 static void
 plain_response(struct imap_sess *s, const char *b64, size_t len)
 {
-	unsigned char *raw;
-	int n;
-	size_t pad = 0;
-	const char *authz, *authc, *pass, *end;
+	char raw[4096];
+	size_t n;
+	const char *authz = raw, *authc, *pass, *end;
 
 	if (len == 1 && b64[0] == '=') /* empty response */
 		len = 0;
-	if (len % 4 != 0 || len > 4 * 1024) {
+	if (b64_decode(b64, len, raw, sizeof(raw), &n) < 0) {
 		imap_command_done(s, "BAD", NULL, "Invalid base64 in the SASL response");
 		return;
 	}
-	raw = mc_malloc(len + 1);
-	n = len > 0 ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len) : 0;
-	if (n < 0) {
-		free(raw);
-		imap_command_done(s, "BAD", NULL, "Invalid base64 in the SASL response");
-		return;
-	}
-	while (pad < 2 && len > pad && b64[len - 1 - pad] == '=')
-		pad++;
-	n -= (int)pad;
-	authz = (const char *)raw;
-	end = (const char *)raw + n;
-	authc = memchr(authz, '\0', (size_t)n);
+	end = raw + n;
+	authc = memchr(authz, '\0', n);
 	pass = authc != NULL ? memchr(authc + 1, '\0', (size_t)(end - authc - 1)) : NULL;
 	if (authc == NULL || pass == NULL) {
-		mc_wipe(raw, len);
-		free(raw);
 		imap_command_done(s, "BAD", NULL, "Malformed PLAIN response");
-		return;
-	}
-	authc++;
-	pass++;
-	if (authz[0] != '\0' && strcasecmp(authz, authc) != 0) {
-		mc_wipe(raw, len);
-		free(raw);
+	} else if (authz[0] != '\0' && strcasecmp(authz, authc + 1) != 0) {
 		imap_command_done(s, "NO", "AUTHORIZATIONFAILED",
 		                  "Logging in as another user is not allowed");
+	} else {
+		auth_start(s, authc + 1, pass + 1, (size_t)(end - pass - 1));
+	}
+	mc_wipe(raw, sizeof(raw));
+}
+
+/* ---- AUTHENTICATE SCRAM-SHA-256 (RFC 5802, RFC 7677) ------------------ */
+
+static void
+continuation(struct imap_sess *s, const char *data, size_t len)
+{
+	char b64[4 * (MC_SCRAM_MESSAGE_MAX / 3 + 2)];
+	int n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
+
+	imap_outf(s, "+ %.*s\r\n", n, b64);
+	imap_flush(s, NULL);
+	s->raw = IMAP_RAW_AUTHENTICATE;
+	mc_conn_resume(s->conn);
+}
+
+static void
+scram_end(struct imap_sess *s)
+{
+	mc_scram_server_free(&s->scram);
+	s->scram_step = 0;
+}
+
+static void
+scram_rejected(void *arg, const struct node_auth_result *res)
+{
+	struct imap_sess *s = arg;
+
+	(void)res;
+	s->auth_req = NULL;
+	mc_info("imap login failed session=%" PRIu64 " mech=SCRAM-SHA-256 peer=%s", s->id,
+	        mc_conn_peer_ip(s->conn));
+	auth_failed(s);
+}
+
+/* One client message of the exchange (decoded). */
+static void
+scram_step(struct imap_sess *s, const char *msg, size_t len)
+{
+	const struct mc_directory *dir = mc_cfgsync_directory(s->imap->set.sync);
+	const struct mc_dir_account *acc;
+	const char *out, *err;
+	size_t outlen;
+	bool amb;
+
+	switch (s->scram_step++) {
+	case 0: /* client-first -> server-first */
+		if (mc_scram_server_first(s->scram, msg, len, &err) < 0)
+			break;
+		acc = mc_directory_login(dir, mc_scram_server_username(s->scram), &amb);
+		s->scram_account = acc != NULL ? acc->id : 0;
+		if (mc_scram_server_challenge(s->scram, acc != NULL ? acc->scram_sha256 : NULL,
+		                              &out, &outlen, &err) < 0)
+			break;
+		continuation(s, out, outlen);
+		return;
+	case 1: /* client-final -> server-final */
+		if (mc_scram_server_final(s->scram, msg, len, &out, &outlen, &err) < 0 ||
+		    s->scram_account == 0)
+			break;
+		continuation(s, out, outlen);
+		return;
+	default: { /* the client's empty answer to server-final */
+		struct node_auth_result res = {.ok = true, .account_id = s->scram_account};
+
+		/* The account may have gone since the first step. */
+		acc = mc_directory_login(dir, mc_scram_server_username(s->scram), &amb);
+		if (acc == NULL || acc->id != s->scram_account || len != 0)
+			break;
+		res.shard = acc->shard;
+		res.address = acc->address;
+		scram_end(s);
+		auth_checked(s, &res);
 		return;
 	}
-	auth_start(s, authc, pass, (size_t)(end - pass));
-	mc_wipe(raw, len);
-	free(raw);
+	}
+	if (mc_scram_server_failure(s->scram) != MC_SCRAM_FAIL_AUTH &&
+	    mc_scram_server_failure(s->scram) != MC_SCRAM_FAIL_NONE) {
+		scram_end(s);
+		imap_command_done(s, "BAD", NULL, "Malformed SCRAM message");
+		return;
+	}
+	scram_end(s);
+	s->auth_req = node_auth_reject(s->imap->set.auth, mc_conn_peer_ip(s->conn),
+	                               scram_rejected, s);
+}
+
+static void
+sasl_response(struct imap_sess *s, const char *b64, size_t len)
+{
+	char msg[MC_SCRAM_MESSAGE_MAX + 4];
+	size_t n;
+
+	if (s->scram == NULL) {
+		plain_response(s, b64, len);
+		return;
+	}
+	if (b64_decode(b64, len, msg, sizeof(msg), &n) < 0) {
+		scram_end(s);
+		imap_command_done(s, "BAD", NULL, "Invalid base64 in the SASL response");
+		return;
+	}
+	scram_step(s, msg, n);
+	mc_wipe(msg, sizeof(msg));
 }
 
 void
@@ -305,10 +411,11 @@ imap_authenticate_line(struct imap_sess *s, const char *line, size_t len)
 {
 	s->raw = IMAP_RAW_NONE;
 	if (len == 1 && line[0] == '*') {
+		scram_end(s);
 		imap_command_done(s, "BAD", NULL, "AUTHENTICATE cancelled");
 		return;
 	}
-	plain_response(s, line, len);
+	sasl_response(s, line, len);
 }
 
 void
@@ -323,12 +430,16 @@ imap_cmd_authenticate(struct imap_sess *s, const struct mc_imap_command *cmd)
 		imap_command_done(s, "BAD", NULL, "AUTHENTICATE takes a mechanism");
 		return;
 	}
-	if (!mc_imap_token_is(&cmd->args[0], "PLAIN")) {
-		imap_command_done(s, "NO", "CANNOT", "Unsupported mechanism (use PLAIN)");
+	if (mc_imap_token_is(&cmd->args[0], "SCRAM-SHA-256")) {
+		s->scram = mc_scram_server_new();
+		s->scram_step = 0;
+	} else if (!mc_imap_token_is(&cmd->args[0], "PLAIN")) {
+		imap_command_done(s, "NO", "CANNOT",
+		                  "Unsupported mechanism (PLAIN, SCRAM-SHA-256)");
 		return;
 	}
 	if (cmd->nargs == 2) { /* SASL-IR */
-		plain_response(s, cmd->args[1].text, cmd->args[1].len);
+		sasl_response(s, cmd->args[1].text, cmd->args[1].len);
 		return;
 	}
 	s->raw = IMAP_RAW_AUTHENTICATE;

@@ -142,6 +142,9 @@ struct imap_sess {
 	bool idle_timer_init;
 	bool idle_polling;
 	struct node_auth_request *auth_req; /* password check in flight */
+	struct mc_scram_server *scram;      /* AUTHENTICATE SCRAM-SHA-256 */
+	unsigned scram_step;
+	uint64_t scram_account;
 	/* The FETCH or SEARCH being answered across loop iterations. */
 	struct fetch_req *fetch;
 	struct search_req *search;

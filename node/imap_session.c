@@ -17,6 +17,7 @@
 #include "hostport.h"
 #include "listener.h"
 #include "log.h"
+#include "scram.h"
 #include "mem.h"
 
 /* Before login: short lines, small literals, fewer tokens. */
@@ -884,6 +885,7 @@ sess_destroy(struct imap_sess *s)
 	imap_fetch_abort(s);
 	imap_search_abort(s);
 	imap_compress_free(s);
+	mc_scram_server_free(&s->scram);
 	mc_pool_free(&s->pool);
 	mc_strbuf_fini(&s->out);
 	free(s);

@@ -78,6 +78,7 @@ on_deliver_closed(uv_handle_t *h)
 
 	if (store->ops != NULL && store->ops->free != NULL)
 		store->ops->free(store);
+	mc_blob_cache_free(&store->cache);
 	free(store);
 	if (cb != NULL)
 		cb(arg);
@@ -108,6 +109,9 @@ invoke(struct mc_blob_req *req)
 			free(req->out);
 			req->out = NULL;
 			req->out_len = 0;
+		} else {
+			mc_blob_cache_put(req->store->cache, req->key, req->out,
+			                  req->out_len);
 		}
 		req->cb.get(req->arg, req->status, req->out, req->out_len,
 		            error);
@@ -280,6 +284,7 @@ mc_blob_new(uv_loop_t *loop, const struct mc_blob_config *cfg,
 		goto fail;
 	uv_timer_init(loop, &store->deliver);
 	store->deliver.data = store;
+	store->cache = mc_blob_cache_new(cfg->cache_bytes);
 	*store_r = store;
 	return 0;
 fail:
@@ -369,6 +374,12 @@ mc_blob_get(struct mc_blob *store, const char *key, size_t max_size,
 	/* Buffers are max_size + 1 bytes (the NUL): keep that computable. */
 	req->max_size = max_size < SIZE_MAX / 2 ? max_size : SIZE_MAX / 2;
 	req->cb.get = cb;
+	req->out = mc_blob_cache_get(store->cache, key, req->max_size, &req->out_len);
+	if (req->out != NULL) { /* a hit: answered on the next loop turn */
+		req->status = MC_BLOB_OK;
+		push_done(req);
+		return 0;
+	}
 	submit(req);
 	return 0;
 }
@@ -396,6 +407,7 @@ mc_blob_delete(struct mc_blob *store, const char *key, mc_blob_done_cb *cb,
 
 	if (req == NULL)
 		return -1;
+	mc_blob_cache_remove(store->cache, key);
 	req->cb.done = cb;
 	submit(req);
 	return 0;
@@ -408,4 +420,12 @@ mc_blob_stats(const struct mc_blob *store, struct mc_blob_stats *st)
 	st->queued = store->queued;
 	st->retries = store->retries;
 	st->peak_active = store->peak_active;
+	{
+		struct mc_blob_cache_stats cs;
+
+		mc_blob_cache_stats(store->cache, &cs);
+		st->cache_hits = cs.hits;
+		st->cache_misses = cs.misses;
+		st->cache_bytes = cs.bytes;
+	}
 }

@@ -72,6 +72,10 @@ struct mc_blob_config {
 	const char *url;
 	struct mc_blob_s3_config s3; /* read only for s3:// */
 	unsigned max_concurrent;     /* 0: 16 */
+	/* Bytes of recently read blobs kept in memory (lib/blob_cache.h);
+	 * 0: no cache. Blobs are immutable, so a cached copy is never
+	 * stale. */
+	size_t cache_bytes;
 	unsigned max_queued;         /* 0: 1024 */
 };
 
@@ -137,6 +141,8 @@ struct mc_blob_stats {
 	unsigned queued;  /* requests waiting for a slot */
 	uint64_t retries; /* S3 attempts repeated after a retryable failure */
 	unsigned peak_active;
+	uint64_t cache_hits, cache_misses;
+	size_t cache_bytes;
 };
 void mc_blob_stats(const struct mc_blob *store, struct mc_blob_stats *st);
 

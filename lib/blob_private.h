@@ -12,6 +12,7 @@
 #define MC_BLOB_PRIVATE_H
 
 #include "blob.h"
+#include "blob_cache.h"
 
 #define MC_BLOB_ERROR_LEN 512
 
@@ -60,6 +61,7 @@ struct mc_blob_ops {
 
 struct mc_blob {
 	uv_loop_t *loop;
+	struct mc_blob_cache *cache; /* NULL: none */
 	const struct mc_blob_ops *ops;
 	void *backend;
 	unsigned max_concurrent, max_queued;

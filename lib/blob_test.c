@@ -115,6 +115,54 @@ test_file_basic(void)
 	free(root);
 }
 
+/* The read cache: a hit is served without the backend (the file is gone
+ * behind the store's back), delete forgets the entry, blobs over an
+ * eighth of the budget are not kept. */
+static void
+test_file_cache(void)
+{
+	uv_loop_t loop;
+	char *root = mc_asprintf("%s/cache", tmp_root);
+	char *url = mc_asprintf("file://%s", root);
+	struct mc_blob_config cfg = {.url = url, .cache_bytes = 8 * 1024};
+	char key[MC_BLOB_KEY_LEN + 1], big_key[MC_BLOB_KEY_LEN + 1], *path;
+	char big[2048];
+	struct mc_blob_stats st;
+	struct mc_blob *s;
+	struct res r;
+
+	memset(big, 'b', sizeof(big));
+	uv_loop_init(&loop);
+	s = open_store(&loop, &cfg);
+	mc_blob_key_of("cached", 6, key);
+	mc_blob_key_of(big, sizeof(big), big_key);
+	path = mc_asprintf("%s/%.2s/%.2s/%s", root, key, key + 2, key);
+	CHECK(put(&loop, s, key, "cached", 6).st == MC_BLOB_OK);
+	CHECK(put(&loop, s, big_key, big, sizeof(big)).st == MC_BLOB_OK);
+	r = get(&loop, s, key, 100); /* miss, then kept */
+	CHECK(r.st == MC_BLOB_OK && r.len == 6);
+	free(r.data);
+	CHECK(unlink(path) == 0);
+	r = get(&loop, s, key, 100); /* hit: no file needed */
+	CHECK(r.st == MC_BLOB_OK && r.len == 6 && memcmp(r.data, "cached", 6) == 0);
+	free(r.data);
+	r = get(&loop, s, key, 5); /* over max_size: not from the cache */
+	CHECK(r.st != MC_BLOB_OK);
+	r = get(&loop, s, big_key, sizeof(big));
+	CHECK(r.st == MC_BLOB_OK && r.len == sizeof(big));
+	free(r.data);
+	mc_blob_stats(s, &st);
+	CHECK(st.cache_hits == 1 && st.cache_bytes == 6);
+	CHECK(del(&loop, s, key).st == MC_BLOB_OK);
+	r = get(&loop, s, key, 100);
+	CHECK(r.st == MC_BLOB_NOT_FOUND);
+	close_store(&loop, &s);
+	finish_loop(&loop);
+	free(path);
+	free(url);
+	free(root);
+}
+
 static size_t
 count_entries(const char *dir)
 {
@@ -736,6 +784,7 @@ main(void)
 		return 1;
 	}
 	test_file_basic();
+	test_file_cache();
 	test_file_concurrent_same_key();
 	test_file_stale_temp();
 	test_file_queue_limit();

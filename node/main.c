@@ -25,7 +25,7 @@ static const char *const node_keys[] = {
         "store_pg", "store_connections", "blob_url", "s3_endpoint",
         "s3_region", "s3_access_key_file", "s3_secret_key_file",
         "s3_virtual_host", "imap_listen", "imaps_listen",
-        "imap_tls_cert_file", "imap_tls_key_file", "imap_max_sessions", NULL,
+        "imap_tls_cert_file", "imap_tls_key_file", "imap_max_sessions", "blob_cache_bytes", NULL,
 };
 
 struct node {
@@ -106,6 +106,14 @@ blob_open(struct node *n, const char *url, const char **error_r)
 	const char *path;
 	int rv = -1;
 	bool vhost = false;
+	uint64_t cache;
+
+	/* Clients read a message several times (header, body, parts): keep
+	 * recent blobs (immutable, so never stale) in memory. */
+	if (mc_config_get_uint(cfg, "blob_cache_bytes", 32ull * 1024 * 1024, 0,
+	                       4ull * 1024 * 1024 * 1024, &cache, error_r) < 0)
+		return -1;
+	bc.cache_bytes = (size_t)cache;
 
 	if (strncmp(url, "s3://", 5) == 0) {
 		if ((path = mc_config_get(cfg, "s3_access_key_file", NULL)) == NULL ||

@@ -242,7 +242,7 @@ format_message(struct imap_sess *s, struct fetch_req *f, size_t index,
 		}
 	}
 	if (row != NULL && (f->items & F_INTERNALDATE)) {
-		char date[32];
+		char date[64];
 
 		imap_format_date(date, row->internaldate);
 		SEP();

@@ -221,7 +221,7 @@ int imap_parse_flags(const struct mc_imap_token *t, unsigned avail,
                      const char ***flags_r, size_t *n_r, unsigned *used_r,
                      struct mc_pool *pool, const char **error_r);
 /* "dd-Mon-yyyy hh:mm:ss +0000". */
-void imap_format_date(char buf[32], int64_t t);
+void imap_format_date(char buf[64], int64_t t);
 /* An astring/mailbox argument as a C string (pool); NULL if not one. */
 const char *imap_arg_string(struct imap_sess *s, const struct mc_imap_token *t);
 /* Mailbox name as stored: INBOX in any case -> "INBOX". */

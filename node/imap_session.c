@@ -623,7 +623,7 @@ imap_parse_flags(const struct mc_imap_token *t, unsigned avail,
 }
 
 void
-imap_format_date(char buf[32], int64_t t)
+imap_format_date(char buf[64], int64_t t)
 {
 	static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -631,7 +631,7 @@ imap_format_date(char buf[32], int64_t t)
 	struct tm tm;
 
 	gmtime_r(&tt, &tm);
-	snprintf(buf, 32, "%02d-%s-%04d %02d:%02d:%02d +0000", tm.tm_mday,
+	snprintf(buf, 64, "%02d-%s-%04d %02d:%02d:%02d +0000", tm.tm_mday,
 	         months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
 	         tm.tm_sec);
 }

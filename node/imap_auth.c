@@ -143,15 +143,11 @@ ensure_work(struct imap_job *ij, struct node_store *store, const char *error)
 	uint64_t *epoch = ij->arg;
 	const char *err = NULL;
 
-	if (store == NULL) {
-		ij->result = NODE_STORE_TEMPFAIL;
-		snprintf(ij->error, sizeof(ij->error), "%s", error);
+	if (imap_job_no_store(ij, store, error))
 		return;
-	}
 	ij->result = node_store_ensure_mailboxes(store, ij->s->account_id,
 	                                         ij->s->shard, *epoch, &err);
-	if (ij->result != NODE_STORE_OK)
-		snprintf(ij->error, sizeof(ij->error), "%s", err ? err : "");
+	imap_job_error(ij, err);
 }
 
 /* The password check is back (after its penalty delay when it failed). */

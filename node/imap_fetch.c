@@ -374,11 +374,8 @@ fetch_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct imap_sess *s = job->s;
 	const char *err = NULL;
 
-	if (store == NULL) {
-		job->result = NODE_STORE_TEMPFAIL;
-		snprintf(job->error, sizeof(job->error), "%s", error);
+	if (imap_job_no_store(job, store, error))
 		return;
-	}
 	if (f->set_seen) {
 		static const char *const seen[] = {"\\Seen"};
 		uint32_t *failed = NULL;
@@ -397,8 +394,7 @@ fetch_work(struct imap_job *job, struct node_store *store, const char *error)
 		                               (f->items & (F_BODY | F_BODYSTRUCTURE)) != 0,
 		                               &f->rows, &f->nrows, &err);
 out:
-	if (job->result != NODE_STORE_OK && err != NULL)
-		snprintf(job->error, sizeof(job->error), "%s", err);
+	imap_job_error(job, err);
 }
 
 static void

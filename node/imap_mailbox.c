@@ -84,50 +84,6 @@ mb_start(struct imap_sess *s, struct mb_cmd *c, imap_job_work_fn *work,
 	imap_job_start(s, &c->job);
 }
 
-static bool
-store_error(struct imap_job *job, struct node_store *store, const char *error)
-{
-	if (store != NULL)
-		return false;
-	job->result = NODE_STORE_TEMPFAIL;
-	snprintf(job->error, sizeof(job->error), "%s", error);
-	return true;
-}
-
-static void
-keep_error(struct imap_job *job, const char *err)
-{
-	if (job->result != NODE_STORE_OK && err != NULL)
-		snprintf(job->error, sizeof(job->error), "%s", err);
-}
-
-/* The tagged NO for a failed store result (callers handle OK). */
-static void
-answer_failure(struct imap_sess *s, struct imap_job *job, const char *what)
-{
-	switch (job->result) {
-	case NODE_STORE_NOTFOUND:
-		imap_command_done(s, "NO", "NONEXISTENT", "%s: no such mailbox", what);
-		break;
-	case NODE_STORE_EXISTS:
-		imap_command_done(s, "NO", "ALREADYEXISTS", "%s: mailbox exists", what);
-		break;
-	case NODE_STORE_OVERQUOTA:
-		imap_command_done(s, "NO", "OVERQUOTA", "%s: quota exceeded", what);
-		break;
-	case NODE_STORE_FENCED:
-		imap_command_done(s, "NO", "UNAVAILABLE",
-		                  "%s: mailbox moved to another node, log in again", what);
-		break;
-	default:
-		mc_warn("imap store error session=%" PRIu64 " cmd=%s error=\"%s\"", s->id,
-		        s->cmd, job->error);
-		imap_command_done(s, "NO", "UNAVAILABLE",
-		                  "%s: mailbox store unavailable, try again", what);
-		break;
-	}
-}
-
 /* Mailbox-name argument: NULL (after a BAD) when missing or invalid. */
 static char *
 mailbox_arg(struct imap_sess *s, const struct mc_imap_command *cmd, unsigned i)
@@ -183,11 +139,11 @@ select_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct mb_cmd *c = job->arg;
 	const char *err = NULL;
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_select(store, job->s->account_id, c->name, &c->mb,
 	                                &c->msgs, &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 	if (job->result == NODE_STORE_OK && c->qr_modseq > 0 &&
 	    c->qr_uidvalidity == c->mb.uidvalidity) {
 		struct node_mailbox now = {0};
@@ -265,7 +221,7 @@ select_done(struct imap_job *job)
 	if (s == NULL)
 		goto out;
 	if (job->result != NODE_STORE_OK) {
-		answer_failure(s, job, c->examine ? "EXAMINE" : "SELECT");
+		imap_job_failed(s, job, c->examine ? "EXAMINE" : "SELECT");
 		goto out;
 	}
 	s->view.mb = c->mb;
@@ -370,7 +326,7 @@ manage_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct imap_sess *s = job->s;
 	const char *err = NULL;
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	if (strcmp(s->cmd, "CREATE") == 0)
 		job->result = node_store_create_mailbox(store, s->shard, c->epoch,
@@ -385,7 +341,7 @@ manage_work(struct imap_job *job, struct node_store *store, const char *error)
 	else
 		job->result = node_store_subscribe(store, s->shard, c->epoch, s->account_id,
 		                                   c->name, c->subscribe, &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -399,7 +355,7 @@ manage_done(struct imap_job *job)
 		if (job->result == NODE_STORE_OK)
 			imap_command_done(s, "OK", NULL, "%s completed", s->cmd);
 		else
-			answer_failure(s, job, s->cmd);
+			imap_job_failed(s, job, s->cmd);
 	}
 	mb_cmd_free(c);
 }
@@ -595,11 +551,11 @@ list_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct list_req *r = job->arg;
 	const char *err = NULL;
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_list_mailboxes(store, job->s->account_id, &r->c.list,
 	                                        &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 	if (job->result != NODE_STORE_OK || !(r->opts & LIST_RET_STATUS))
 		return;
 	r->c.statuses = mc_calloc(r->c.list.count + 1, sizeof(*r->c.statuses));
@@ -639,7 +595,7 @@ list_done(struct imap_job *job)
 	if (s == NULL)
 		goto out;
 	if (job->result != NODE_STORE_OK) {
-		answer_failure(s, job, verb);
+		imap_job_failed(s, job, verb);
 		goto out;
 	}
 	for (size_t i = 0; i < r->c.list.count; i++) {
@@ -799,11 +755,11 @@ status_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct mb_cmd *c = job->arg;
 	const char *err = NULL;
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_status(store, job->s->account_id, c->name, &c->status,
 	                                &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -818,7 +774,7 @@ status_done(struct imap_job *job)
 			status_line(s, c->name, &c->status, c->status_items);
 			imap_command_done(s, "OK", NULL, "STATUS completed");
 		} else {
-			answer_failure(s, job, "STATUS");
+			imap_job_failed(s, job, "STATUS");
 		}
 	}
 	mb_cmd_free(c);
@@ -892,10 +848,10 @@ append_store_work(struct imap_job *job, struct node_store *store, const char *er
 	        .no_create = true, .quota_bytes = c->quota,
 	};
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_deliver(store, &d, &c->uid, &c->uidvalidity, &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -916,7 +872,7 @@ append_store_done(struct imap_job *job)
 		} else if (job->result == NODE_STORE_NOTFOUND) {
 			imap_command_done(s, "NO", "TRYCREATE", "APPEND: no such mailbox");
 		} else {
-			answer_failure(s, job, "APPEND");
+			imap_job_failed(s, job, "APPEND");
 		}
 	}
 	mb_cmd_free(c);
@@ -1061,11 +1017,11 @@ quota_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct mb_cmd *c = job->arg;
 	const char *err = NULL;
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_usage(store, job->s->account_id, &c->usage,
 	                               &c->messages, &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -1077,7 +1033,7 @@ quota_done(struct imap_job *job)
 	if (s == NULL)
 		goto out;
 	if (job->result != NODE_STORE_OK) {
-		answer_failure(s, job, s->cmd);
+		imap_job_failed(s, job, s->cmd);
 		goto out;
 	}
 	if (c->name != NULL) {
@@ -1147,11 +1103,11 @@ close_work(struct imap_job *job, struct node_store *store, const char *error)
 	size_t n = 0;
 	const char *err = NULL;
 
-	if (store_error(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_expunge(store, job->s->shard, c->epoch,
 	                                 job->s->view.mb.id, NULL, 0, &gone, &n, &err);
-	keep_error(job, err);
+	imap_job_error(job, err);
 	free(gone);
 }
 
@@ -1167,7 +1123,7 @@ close_done(struct imap_job *job)
 		if (job->result == NODE_STORE_OK)
 			imap_command_done(s, "OK", NULL, "CLOSE completed");
 		else
-			answer_failure(s, job, "CLOSE");
+			imap_job_failed(s, job, "CLOSE");
 	}
 	mb_cmd_free(c);
 }

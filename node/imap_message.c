@@ -71,34 +71,6 @@ report_expunged(struct imap_sess *s, const uint32_t *uids, size_t n)
 	free(gone);
 }
 
-static void
-store_failed(struct imap_sess *s, struct imap_job *job, const char *what)
-{
-	if (job->result == NODE_STORE_FENCED)
-		imap_command_done(s, "NO", "UNAVAILABLE",
-		                  "%s: mailbox moved to another node, log in again", what);
-	else if (job->result == NODE_STORE_OVERQUOTA)
-		imap_command_done(s, "NO", "OVERQUOTA", "%s: quota exceeded", what);
-	else if (job->result == NODE_STORE_NOTFOUND)
-		imap_command_done(s, "NO", "TRYCREATE", "%s: no such mailbox", what);
-	else {
-		mc_warn("imap store error session=%" PRIu64 " cmd=%s error=\"%s\"", s->id,
-		        what, job->error);
-		imap_command_done(s, "NO", "UNAVAILABLE",
-		                  "%s: mailbox store unavailable, try again", what);
-	}
-}
-
-static bool
-no_store(struct imap_job *job, struct node_store *store, const char *error)
-{
-	if (store != NULL)
-		return false;
-	job->result = NODE_STORE_TEMPFAIL;
-	snprintf(job->error, sizeof(job->error), "%s", error);
-	return true;
-}
-
 static bool
 epoch_or_no(struct imap_sess *s, uint64_t *epoch_r)
 {
@@ -147,14 +119,13 @@ store_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct store_req *r = job->arg;
 	const char *err = NULL;
 
-	if (no_store(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_set_flags(store, job->s->shard, r->epoch,
 	                                   job->s->view.mb.id, r->uids, r->count, r->op,
 	                                   r->flags, r->nflags, r->unchangedsince,
 	                                   &r->changed, &r->failed, &r->nfailed, &err);
-	if (job->result != NODE_STORE_OK && err != NULL)
-		snprintf(job->error, sizeof(job->error), "%s", err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -167,7 +138,7 @@ store_done(struct imap_job *job)
 	if (s == NULL)
 		goto out;
 	if (job->result != NODE_STORE_OK) {
-		store_failed(s, job, "STORE");
+		imap_job_failed(s, job, "STORE");
 		goto out;
 	}
 	for (size_t i = 0; i < r->changed.count; i++) {
@@ -352,7 +323,7 @@ copy_work(struct imap_job *job, struct node_store *store, const char *error)
 	uint64_t target_id = 0;
 	const char *err = NULL;
 
-	if (no_store(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_list_mailboxes(store, s->account_id, &list, &err);
 	for (size_t i = 0; job->result == NODE_STORE_OK && i < list.count; i++)
@@ -365,8 +336,7 @@ copy_work(struct imap_job *job, struct node_store *store, const char *error)
 		job->result = node_store_copy(store, s->shard, r->epoch, s->account_id,
 		                              s->view.mb.id, r->uids, r->count, target_id,
 		                              r->move, r->quota, &r->res, &err);
-	if (job->result != NODE_STORE_OK && err != NULL)
-		snprintf(job->error, sizeof(job->error), "%s", err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -380,7 +350,11 @@ copy_done(struct imap_job *job)
 		goto out;
 	if (job->result != NODE_STORE_OK) {
 		imap_sync_apply(s, job, true);
-		store_failed(s, job, r->move ? "MOVE" : "COPY");
+		if (job->result == NODE_STORE_NOTFOUND) /* RFC 3501 6.4.7 */
+			imap_command_done(s, "NO", "TRYCREATE", "%s: no such mailbox",
+			                  r->move ? "MOVE" : "COPY");
+		else
+			imap_job_failed(s, job, r->move ? "MOVE" : "COPY");
 		goto out;
 	}
 	if (r->res.count > 0) {
@@ -467,13 +441,12 @@ expunge_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct expunge_req *r = job->arg;
 	const char *err = NULL;
 
-	if (no_store(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_expunge(store, job->s->shard, r->epoch,
 	                                 job->s->view.mb.id, r->uids, r->count, &r->gone,
 	                                 &r->ngone, &err);
-	if (job->result != NODE_STORE_OK && err != NULL)
-		snprintf(job->error, sizeof(job->error), "%s", err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -494,7 +467,7 @@ expunge_done(struct imap_job *job)
 			imap_command_done(s, "OK", s->condstore ? code : NULL,
 			                  "EXPUNGE completed");
 		} else {
-			store_failed(s, job, "EXPUNGE");
+			imap_job_failed(s, job, "EXPUNGE");
 		}
 	}
 	free(r->uids);
@@ -703,12 +676,11 @@ search_work(struct imap_job *job, struct node_store *store, const char *error)
 	struct search_req *r = job->arg;
 	const char *err = NULL;
 
-	if (no_store(job, store, error))
+	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_fetch(store, job->s->view.mb.id, r->uids,
 	                               job->s->view.count, false, &r->rows, &r->nrows, &err);
-	if (job->result != NODE_STORE_OK && err != NULL)
-		snprintf(job->error, sizeof(job->error), "%s", err);
+	imap_job_error(job, err);
 }
 
 static void
@@ -723,7 +695,7 @@ search_done(struct imap_job *job)
 	}
 	if (job->result != NODE_STORE_OK) {
 		search_free(r);
-		store_failed(s, job, "SEARCH");
+		imap_job_failed(s, job, "SEARCH");
 		return;
 	}
 	r->hits = mc_calloc(r->nrows + 1, sizeof(*r->hits));

@@ -170,6 +170,15 @@ void imap_flush(struct imap_sess *s, void (*then)(struct imap_sess *s));
  * status "OK"/"NO"/"BAD"; code without brackets or NULL. */
 void imap_command_done(struct imap_sess *s, const char *status, const char *code,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Worker side: store is NULL (no connection): record TEMPFAIL with
+ * error and return true. */
+bool imap_job_no_store(struct imap_job *job, struct node_store *store,
+                       const char *error);
+/* Worker side: keep err as the job's error text when it failed. */
+void imap_job_error(struct imap_job *job, const char *err);
+/* Loop side: the tagged NO for a failed job (NONEXISTENT, ALREADYEXISTS,
+ * OVERQUOTA, UNAVAILABLE...), what naming the command. */
+void imap_job_failed(struct imap_sess *s, struct imap_job *job, const char *what);
 /* Start job on the store pool; the session is busy until done has run. */
 void imap_job_start(struct imap_sess *s, struct imap_job *job);
 /* Apply the changes a job collected (job->sync): untagged EXPUNGE,

@@ -253,6 +253,50 @@ imap_job_start(struct imap_sess *s, struct imap_job *job)
 	node_store_pool_run(s->imap->set.store, job_work, job_done, job);
 }
 
+bool
+imap_job_no_store(struct imap_job *job, struct node_store *store, const char *error)
+{
+	if (store != NULL)
+		return false;
+	job->result = NODE_STORE_TEMPFAIL;
+	snprintf(job->error, sizeof(job->error), "%s", error);
+	return true;
+}
+
+void
+imap_job_error(struct imap_job *job, const char *err)
+{
+	if (job->result != NODE_STORE_OK && err != NULL)
+		snprintf(job->error, sizeof(job->error), "%s", err);
+}
+
+/* The tagged NO for a failed store result (callers handle OK). */
+void
+imap_job_failed(struct imap_sess *s, struct imap_job *job, const char *what)
+{
+	switch (job->result) {
+	case NODE_STORE_NOTFOUND:
+		imap_command_done(s, "NO", "NONEXISTENT", "%s: no such mailbox", what);
+		break;
+	case NODE_STORE_EXISTS:
+		imap_command_done(s, "NO", "ALREADYEXISTS", "%s: mailbox exists", what);
+		break;
+	case NODE_STORE_OVERQUOTA:
+		imap_command_done(s, "NO", "OVERQUOTA", "%s: quota exceeded", what);
+		break;
+	case NODE_STORE_FENCED:
+		imap_command_done(s, "NO", "UNAVAILABLE",
+		                  "%s: mailbox moved to another node, log in again", what);
+		break;
+	default:
+		mc_warn("imap store error session=%" PRIu64 " cmd=%s error=\"%s\"", s->id,
+		        s->cmd, job->error);
+		imap_command_done(s, "NO", "UNAVAILABLE",
+		                  "%s: mailbox store unavailable, try again", what);
+		break;
+	}
+}
+
 /* ---- untagged updates ------------------------------------------------- */
 
 void
@@ -359,10 +403,7 @@ imap_sync_apply(struct imap_sess *s, struct imap_job *job, bool allow_expunge)
 static void
 sync_work(struct imap_job *job, struct node_store *store, const char *error)
 {
-	if (store == NULL) {
-		job->result = NODE_STORE_TEMPFAIL;
-		snprintf(job->error, sizeof(job->error), "%s", error);
-	}
+	imap_job_no_store(job, store, error);
 }
 
 static void

@@ -21,6 +21,7 @@
 #include "rpc.h"
 
 struct ctrl_server;
+struct mc_secretbox;
 
 struct ctrl {
 	uv_loop_t *loop;
@@ -35,6 +36,10 @@ struct ctrl {
 	uint32_t node_timeout_ms;
 	uint32_t lease_ttl_ms;
 	bool fault_injection;
+	/* Seals DKIM private keys at rest (secrets_key_file); NULL when not
+	 * configured: then no key can be created, and stored ones cannot be
+	 * published. Only read after startup. */
+	struct mc_secretbox *secrets;
 	uint64_t published_version; /* worker: last version sent as a delta */
 	uint32_t drop_deltas;       /* worker: fault injection counter */
 	nng_socket pub;
@@ -47,7 +52,11 @@ enum ctrl_kind {
 	CTRL_KIND_ACCOUNT = 2,
 	CTRL_KIND_ALIAS = 3,
 	CTRL_KIND_SHARD = 4, /* object_id is the shard number */
+	CTRL_KIND_ROUTE = 5,
+	CTRL_KIND_ROUTE_RULE = 6,
+	CTRL_KIND_DKIM_KEY = 7,
 };
+#define CTRL_KIND_LAST CTRL_KIND_DKIM_KEY
 
 /* One request being handled. Everything allocated for the response comes
  * from pool, which dies after the reply is packed. */
@@ -58,6 +67,10 @@ struct ctrl_req {
 	Mc__Response *resp;
 	uint64_t new_version; /* set by the first ctrl_change of a mutation */
 	const char *sqlstate; /* of the last failed query, "" if none */
+	/* Pool strings holding secrets (decrypted DKIM keys), wiped by
+	 * ctrl_secrets_wipe once the reply or delta is packed and sent. */
+	char **secrets;
+	size_t n_secrets, cap_secrets;
 };
 
 /* Handler contract: fill r->resp and return 0, or return -1 after setting
@@ -80,6 +93,10 @@ const char *ctrl_u64(struct ctrl_req *r, uint64_t v);
 const char *ctrl_id_array(struct ctrl_req *r, uint64_t v);
 uint64_t ctrl_row_u64(const PGresult *res, int row, int col);
 char *ctrl_row_str(struct ctrl_req *r, const PGresult *res, int row, int col);
+
+/* Remember s (a pool string) as a secret; wipe every remembered one. */
+void ctrl_secret_track(struct ctrl_req *r, char *s);
+void ctrl_secrets_wipe(struct ctrl_req *r);
 
 /* Record that object (kind, id) changed in the current transaction. The
  * first call of a request bumps the cluster version. */
@@ -122,8 +139,24 @@ int ctrl_domain_lock(struct ctrl_req *r, const char *domain, uint64_t *id_r);
 int ctrl_parse_address(struct ctrl_req *r, const char *address, bool wildcard,
                        char **local_r, char **key_r, char **domain_r);
 
+/* route.c: routes and rules, all or those in ids (a bigint[] literal,
+ * NULL = all). */
+int ctrl_load_routes(struct ctrl_req *r, const char *ids, Mc__Route ***out_r);
+int ctrl_load_route_rules(struct ctrl_req *r, const char *ids,
+                          Mc__RouteRule ***out_r);
+
+/* dkim.c: DKIM keys (filter CTRL_ALL, CTRL_BY_IDS or CTRL_BY_DOMAIN).
+ * with_private: the PEM of active keys, decrypted, for relays only (the
+ * strings are tracked with ctrl_secret_track); otherwise "". */
+int ctrl_load_dkim_keys(struct ctrl_req *r, enum ctrl_filter f, const char *arg,
+                        bool with_private, Mc__DkimKey ***out_r);
+
 /* Handlers, one file per noun. */
 ctrl_handler_fn ctrl_domain_add, ctrl_domain_list, ctrl_domain_rm;
+ctrl_handler_fn ctrl_domain_dns;
+ctrl_handler_fn ctrl_route_add, ctrl_route_list, ctrl_route_rm, ctrl_route_default,
+	ctrl_route_rule_add, ctrl_route_rule_rm;
+ctrl_handler_fn ctrl_dkim_create, ctrl_dkim_list, ctrl_dkim_rotate, ctrl_dkim_rm;
 ctrl_handler_fn ctrl_account_add, ctrl_account_list, ctrl_account_show,
 	ctrl_account_rm, ctrl_account_passwd;
 ctrl_handler_fn ctrl_alias_add, ctrl_alias_list, ctrl_alias_rm;
@@ -146,7 +179,9 @@ int ctrl_load_shards(struct ctrl_req *r, const char *ids, Mc__ShardOwner ***out_
 int ctrl_publish_open(struct ctrl *c, const char *url,
                       const struct mc_tls_files *tls, const char **error_r);
 /* After a committed mutation: publish everything from published_version to
- * the current version as one delta on both topics. */
+ * the current version as one delta on both topics: 'M' with password
+ * hashes and verifiers, without routes and DKIM private keys; 'R' with
+ * routes and the private keys of active DKIM keys, without hashes. */
 void ctrl_publish(struct ctrl_req *r);
 void ctrl_publish_close(struct ctrl *c);
 

@@ -13,7 +13,7 @@
 #include "log.h"
 #include "mem.h"
 
-#define CTRL_DB_MAX_PARAMS 8
+#define CTRL_DB_MAX_PARAMS 12
 
 /* Server notices ("relation already exists, skipping") go to the debug log
  * instead of raw to stderr. */
@@ -254,4 +254,27 @@ ctrl_change(struct ctrl_req *r, enum ctrl_kind kind, uint64_t id,
 	return ctrl_exec(r, "INSERT INTO change_log (version, kind, object_id, op) "
 	                    "VALUES ($1, $2, $3, $4)",
 	                 4, ctrl_u64(r, r->new_version), kbuf, ctrl_u64(r, id), obuf);
+}
+
+void
+ctrl_secret_track(struct ctrl_req *r, char *s)
+{
+	if (r->n_secrets == r->cap_secrets) {
+		char **grown;
+
+		r->cap_secrets = r->cap_secrets != 0 ? 2 * r->cap_secrets : 8;
+		grown = mc_pool_alloc(r->pool, r->cap_secrets * sizeof(*grown));
+		if (r->n_secrets > 0)
+			memcpy(grown, r->secrets, r->n_secrets * sizeof(*grown));
+		r->secrets = grown;
+	}
+	r->secrets[r->n_secrets++] = s;
+}
+
+void
+ctrl_secrets_wipe(struct ctrl_req *r)
+{
+	for (size_t i = 0; i < r->n_secrets; i++)
+		mc_wipe(r->secrets[i], strlen(r->secrets[i]));
+	r->n_secrets = 0;
 }

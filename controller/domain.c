@@ -1,6 +1,7 @@
 /* Admin handlers for domains: add, list, rm (rm --force also removes the
  * domain's accounts and aliases, each recorded in the change log so nodes
- * drop them too). */
+ * drop them too; its DKIM keys always go with it). `domain dns` is in
+ * dns.c. */
 #include <string.h>
 
 #include "addr.h"
@@ -111,7 +112,11 @@ ctrl_domain_rm(struct ctrl_req *r)
 		                 "remove them first or use --force", name,
 		                 (unsigned long long)accounts,
 		                 (unsigned long long)aliases);
-	if (delete_members(r, "DELETE FROM aliases WHERE domain_id = $1 RETURNING id",
+	/* The domain's DKIM keys go with it, whatever --force says: they
+	 * sign for nothing without it. */
+	if (delete_members(r, "DELETE FROM dkim_keys WHERE domain_id = $1 RETURNING id",
+	                   CTRL_KIND_DKIM_KEY, id_s) < 0 ||
+	    delete_members(r, "DELETE FROM aliases WHERE domain_id = $1 RETURNING id",
 	                   CTRL_KIND_ALIAS, id_s) < 0 ||
 	    delete_members(r, "DELETE FROM accounts WHERE domain_id = $1 RETURNING id",
 	                   CTRL_KIND_ACCOUNT, id_s) < 0 ||

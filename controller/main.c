@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "mem.h"
+#include "secretbox.h"
 
 /* How long startup waits for Postgres before giving up with an error. */
 #define CTRL_PG_STARTUP_WAIT_S 30
@@ -18,7 +19,7 @@ static const char *const ctrl_keys[] = {
 	"control_url", "publish_url", "pg", "store_pg", "admin_token_file", "node_token_file",
 	"tls_ca_file", "tls_cert_file", "tls_key_file", "shard_count",
 	"heartbeat_ms", "node_timeout_ms", "lease_ttl_ms", "fault_injection",
-	"log_level", NULL,
+	"secrets_key_file", "log_level", NULL,
 };
 
 /* A conninfo with a connect timeout, so a dead Postgres cannot hang a
@@ -35,7 +36,7 @@ static int
 read_settings(struct mc_daemon *d, struct ctrl *c, uint64_t *shards_r,
               const char **error_r)
 {
-	const char *pg;
+	const char *pg, *key;
 	uint64_t v;
 
 	if (mc_daemon_require(d, "pg", &pg, error_r) < 0 ||
@@ -76,6 +77,14 @@ read_settings(struct mc_daemon *d, struct ctrl *c, uint64_t *shards_r,
 	pg = mc_config_get(d->cfg, "store_pg", NULL);
 	if (pg != NULL && *pg != '\0')
 		c->store_conninfo = with_timeout(pg);
+	/* The key that seals DKIM private keys in the database. Without it
+	 * the controller runs, but cannot create or publish DKIM keys. */
+	key = mc_config_get(d->cfg, "secrets_key_file", NULL);
+	if (key == NULL)
+		mc_warn("no secrets_key_file: DKIM keys can be neither created "
+		        "nor published");
+	else if (mc_secretbox_load(key, &c->secrets, error_r) < 0)
+		return -1;
 	return 0;
 }
 
@@ -150,6 +159,7 @@ out:
 	ctrl_db_close(&c);
 	mc_secret_free(&c.admin_token);
 	mc_secret_free(&c.node_token);
+	mc_secretbox_free(&c.secrets);
 	free(c.conninfo);
 	free(c.store_conninfo);
 	mc_daemon_fini(&d);

@@ -1,15 +1,18 @@
 /* Handlers for the nodes that follow the controller (register, heartbeat,
  * snapshot) and the admin views of them (node list, status). Liveness is
  * the controller's judgement: a heartbeat seen within node_timeout_ms. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "ctrl.h"
 #include "log.h"
 #include "mem.h"
 
 #define CTRL_NODE_NAME_MAX 64
+#define CTRL_NODE_PUBLIC_ADDRESSES_MAX 16
 
 static bool
 node_name_valid(const char *name)
@@ -60,6 +63,39 @@ republish_shards(struct ctrl_req *r, uint64_t node_id)
 	return 0;
 }
 
+/* A relay's public addresses as a text[] literal ("{}" for none), or
+ * NULL after an INVALID reply. IP literals need no quoting in it. */
+static const char *
+public_addresses(struct ctrl_req *r, const Mc__RegisterReq *q)
+{
+	size_t cap = 3;
+	char *lit, *p;
+
+	if (q->n_public_addresses > CTRL_NODE_PUBLIC_ADDRESSES_MAX) {
+		ctrl_fail(r, MC__STATUS__STATUS_INVALID, "at most %d public addresses",
+		          CTRL_NODE_PUBLIC_ADDRESSES_MAX);
+		return NULL;
+	}
+	for (size_t i = 0; i < q->n_public_addresses; i++) {
+		unsigned char buf[16];
+
+		if (inet_pton(AF_INET, q->public_addresses[i], buf) != 1 &&
+		    inet_pton(AF_INET6, q->public_addresses[i], buf) != 1) {
+			ctrl_fail(r, MC__STATUS__STATUS_INVALID,
+			          "public address '%.64s' is not an IP address",
+			          q->public_addresses[i]);
+			return NULL;
+		}
+		cap += strlen(q->public_addresses[i]) + 1;
+	}
+	p = lit = mc_pool_alloc(r->pool, cap);
+	*p++ = '{';
+	for (size_t i = 0; i < q->n_public_addresses; i++)
+		p += sprintf(p, "%s%s", i > 0 ? "," : "", q->public_addresses[i]);
+	*p++ = '}';
+	return lit;
+}
+
 static int
 register_check(struct ctrl_req *r, const Mc__RegisterReq *q)
 {
@@ -76,6 +112,9 @@ register_check(struct ctrl_req *r, const Mc__RegisterReq *q)
 	    !token_valid(q->lmtp_address, 255, true))
 		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
 		                 "invalid instance id or LMTP address");
+	if (q->public_name[0] != '\0' && !mc_addr_domain_valid(q->public_name))
+		return ctrl_fail(r, MC__STATUS__STATUS_INVALID,
+		                 "public name '%.64s' is not a domain name", q->public_name);
 	if ((held = ctrl_leases_held_elsewhere(r, q->name, q->instance)) < 0)
 		return -1;
 	if (held)
@@ -92,10 +131,13 @@ ctrl_node_register(struct ctrl_req *r)
 	const Mc__RegisterReq *q = r->req->register_;
 	Mc__RegisterResp *rr;
 	char kind[4], pid[16];
+	const char *addresses;
+	char *public_name = mc_addr_lower(mc_pool_strdup(r->pool, q->public_name));
 	PGresult *res;
 	bool moved;
 
-	if (register_check(r, q) < 0 || ctrl_exec(r, "BEGIN", 0) < 0)
+	if (register_check(r, q) < 0 || (addresses = public_addresses(r, q)) == NULL ||
+	    ctrl_exec(r, "BEGIN", 0) < 0)
 		return -1;
 	snprintf(kind, sizeof(kind), "%d", (int)q->kind);
 	snprintf(pid, sizeof(pid), "%u", q->pid);
@@ -103,19 +145,23 @@ ctrl_node_register(struct ctrl_req *r)
 	 * identity by registering under its name. */
 	res = ctrl_query(r, "WITH old AS (SELECT lmtp_address FROM nodes WHERE name = $1)"
 	                    " INSERT INTO nodes (name, kind, applied_version,"
-	                    " last_heartbeat, pid, software, instance, lmtp_address)"
-	                    " VALUES ($1, $2, $3, now(), $4, left($5, 128), $6, $7)"
+	                    " last_heartbeat, pid, software, instance, lmtp_address,"
+	                    " public_name, public_addresses)"
+	                    " VALUES ($1, $2, $3, now(), $4, left($5, 128), $6, $7, $8, $9)"
 	                    " ON CONFLICT (name) DO UPDATE SET"
 	                    " applied_version = EXCLUDED.applied_version,"
 	                    " last_heartbeat = now(), registered_at = now(),"
 	                    " pid = EXCLUDED.pid, software = EXCLUDED.software,"
 	                    " instance = EXCLUDED.instance,"
-	                    " lmtp_address = EXCLUDED.lmtp_address"
+	                    " lmtp_address = EXCLUDED.lmtp_address,"
+	                    " public_name = EXCLUDED.public_name,"
+	                    " public_addresses = EXCLUDED.public_addresses"
 	                    " WHERE nodes.kind = EXCLUDED.kind"
 	                    " RETURNING id, (SELECT version FROM cluster),"
 	                    " coalesce((SELECT lmtp_address FROM old), '') <> $7",
-	                 7, q->name, kind, ctrl_u64(r, q->applied_version), pid,
-	                 q->software, q->instance, q->lmtp_address);
+	                 9, q->name, kind, ctrl_u64(r, q->applied_version), pid,
+	                 q->software, q->instance, q->lmtp_address, public_name,
+	                 addresses);
 	if (res == NULL)
 		return -1;
 	if (PQntuples(res) == 0) {
@@ -206,7 +252,8 @@ ctrl_node_snapshot(struct ctrl_req *r)
 		return ctrl_fail(r, MC__STATUS__STATUS_NOT_FOUND,
 		                 "unknown node: register first");
 	}
-	/* Password hashes only ever go to mailbox nodes. */
+	/* Password hashes only ever go to mailbox nodes; routes and DKIM
+	 * private keys only to relays. */
 	mailbox = ctrl_row_u64(res, 0, 0) == MC__NODE_KIND__NODE_KIND_MAILBOX;
 	PQclear(res);
 	/* One consistent view: version and objects from the same snapshot. */
@@ -230,6 +277,17 @@ ctrl_node_snapshot(struct ctrl_req *r)
 	if ((n = ctrl_load_shards(r, NULL, &s->shards)) < 0)
 		return -1;
 	s->n_shards = (size_t)n;
+	if (!mailbox) {
+		if ((n = ctrl_load_routes(r, NULL, &s->routes)) < 0)
+			return -1;
+		s->n_routes = (size_t)n;
+		if ((n = ctrl_load_route_rules(r, NULL, &s->route_rules)) < 0)
+			return -1;
+		s->n_route_rules = (size_t)n;
+	}
+	if ((n = ctrl_load_dkim_keys(r, CTRL_ALL, NULL, !mailbox, &s->dkim_keys)) < 0)
+		return -1;
+	s->n_dkim_keys = (size_t)n;
 	if (ctrl_exec(r, "COMMIT", 0) < 0)
 		return -1;
 	r->resp->version = s->version;
@@ -252,7 +310,9 @@ load_nodes(struct ctrl_req *r, Mc__Node ***out_r)
 	                    " coalesce((extract(epoch FROM last_heartbeat) * 1000)::bigint, 0),"
 	                    " coalesce(last_heartbeat > now() - $1 * interval '1 millisecond', false),"
 	                    " extract(epoch FROM registered_at)::bigint, pid, software,"
-	                    " lmtp_address FROM nodes ORDER BY name",
+	                    " lmtp_address, public_name,"
+	                    " array_to_string(public_addresses, ' ') FROM nodes"
+	                    " ORDER BY name",
 	                 1, timeout);
 	if (res == NULL)
 		return -1;
@@ -272,6 +332,19 @@ load_nodes(struct ctrl_req *r, Mc__Node ***out_r)
 		nd->pid = (uint32_t)ctrl_row_u64(res, i, 7);
 		nd->software = ctrl_row_str(r, res, i, 8);
 		nd->lmtp_address = ctrl_row_str(r, res, i, 9);
+		nd->public_name = ctrl_row_str(r, res, i, 10);
+		{
+			char *list = ctrl_row_str(r, res, i, 11), *save = NULL;
+			size_t cap = 1;
+
+			for (const char *p = list; *p != '\0'; p++)
+				cap += *p == ' ';
+			nd->public_addresses =
+			        mc_pool_alloc(r->pool, sizeof(char *) * (cap + 1));
+			for (char *t = strtok_r(list, " ", &save); t != NULL;
+			     t = strtok_r(NULL, " ", &save))
+				nd->public_addresses[nd->n_public_addresses++] = t;
+		}
 		out[i] = nd;
 	}
 	PQclear(res);

@@ -61,6 +61,20 @@ static const struct route routes[] = {
 	{MC__REQUEST__BODY_ALIAS_ADD, "alias_add", CRED_ADMIN, ctrl_alias_add},
 	{MC__REQUEST__BODY_ALIAS_LIST, "alias_list", CRED_ADMIN, ctrl_alias_list},
 	{MC__REQUEST__BODY_ALIAS_RM, "alias_rm", CRED_ADMIN, ctrl_alias_rm},
+	{MC__REQUEST__BODY_DOMAIN_DNS, "domain_dns", CRED_ADMIN, ctrl_domain_dns},
+	{MC__REQUEST__BODY_ROUTE_ADD, "route_add", CRED_ADMIN, ctrl_route_add},
+	{MC__REQUEST__BODY_ROUTE_LIST, "route_list", CRED_ADMIN, ctrl_route_list},
+	{MC__REQUEST__BODY_ROUTE_RM, "route_rm", CRED_ADMIN, ctrl_route_rm},
+	{MC__REQUEST__BODY_ROUTE_DEFAULT, "route_default", CRED_ADMIN,
+	 ctrl_route_default},
+	{MC__REQUEST__BODY_ROUTE_RULE_ADD, "route_rule_add", CRED_ADMIN,
+	 ctrl_route_rule_add},
+	{MC__REQUEST__BODY_ROUTE_RULE_RM, "route_rule_rm", CRED_ADMIN,
+	 ctrl_route_rule_rm},
+	{MC__REQUEST__BODY_DKIM_CREATE, "dkim_create", CRED_ADMIN, ctrl_dkim_create},
+	{MC__REQUEST__BODY_DKIM_LIST, "dkim_list", CRED_ADMIN, ctrl_dkim_list},
+	{MC__REQUEST__BODY_DKIM_ROTATE, "dkim_rotate", CRED_ADMIN, ctrl_dkim_rotate},
+	{MC__REQUEST__BODY_DKIM_RM, "dkim_rm", CRED_ADMIN, ctrl_dkim_rm},
 	{MC__REQUEST__BODY_NODE_LIST, "node_list", CRED_ADMIN, ctrl_node_list},
 	{MC__REQUEST__BODY_STATUS, "status", CRED_ADMIN, ctrl_status},
 	{MC__REQUEST__BODY_DEBUG_DROP_DELTAS, "debug_drop_deltas", CRED_ADMIN,
@@ -124,6 +138,8 @@ handle(struct ctrl *c, const void *data, size_t len)
 		        (unsigned long long)resp.version);
 reply:
 	out = mc_rpc_pack_response(&resp);
+	/* Decrypted DKIM keys of a relay's snapshot: packed, now wiped. */
+	ctrl_secrets_wipe(&r);
 	mc_pool_free(&pool);
 	return out;
 }

@@ -1,8 +1,8 @@
 /* mailctl command-line parsing: one pass over argv that accepts every
  * option anywhere (global options before or after the command words) and
  * collects the rest as positional arguments; which command-specific options
- * (--force, --quota, --domain, --wait, --relay) a command accepts is
- * checked later, once the command is known. Also the MAILCTL_* environment
+ * (--force, --quota, --domain, --wait, --relay, the route and dkim ones) a
+ * command accepts is checked later, once the command is known. Also the MAILCTL_* environment
  * fallbacks and the size syntax for --quota. */
 #include "cli.h"
 
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dkim.h"
 #include "error.h"
 #include "mem.h"
 
@@ -32,6 +33,15 @@ enum cli_opt_id {
 	OPT_QUOTA,
 	OPT_DOMAIN,
 	OPT_RELAY,
+	OPT_SMARTHOST,
+	OPT_MX,
+	OPT_TLS_MODE,
+	OPT_AUTH_USER,
+	OPT_SECRET_ENV,
+	OPT_SECRET_FILE,
+	OPT_SELECTOR,
+	OPT_ALG,
+	OPT_RSA_BITS,
 };
 
 struct cli_option {
@@ -58,6 +68,15 @@ static const struct cli_option cli_options[] = {
 	{"quota", OPT_QUOTA, true, CLI_OPT_QUOTA},
 	{"domain", OPT_DOMAIN, true, CLI_OPT_DOMAIN},
 	{"relay", OPT_RELAY, true, CLI_OPT_RELAY},
+	{"smarthost", OPT_SMARTHOST, true, CLI_OPT_SMARTHOST},
+	{"mx", OPT_MX, false, CLI_OPT_MX},
+	{"tls", OPT_TLS_MODE, true, CLI_OPT_TLS},
+	{"auth-user", OPT_AUTH_USER, true, CLI_OPT_AUTH_USER},
+	{"secret-env", OPT_SECRET_ENV, true, CLI_OPT_SECRET_ENV},
+	{"secret-file", OPT_SECRET_FILE, true, CLI_OPT_SECRET_FILE},
+	{"selector", OPT_SELECTOR, true, CLI_OPT_SELECTOR},
+	{"alg", OPT_ALG, true, CLI_OPT_ALG},
+	{"rsa-bits", OPT_RSA_BITS, true, CLI_OPT_RSA_BITS},
 };
 /* clang-format on */
 
@@ -192,6 +211,33 @@ option_apply(struct cli_args *args, const struct cli_option *o,
 	case OPT_RELAY:
 		args->relay_url = value;
 		break;
+	case OPT_SMARTHOST:
+		args->smarthost = value;
+		break;
+	case OPT_MX:
+		args->mx = true;
+		break;
+	case OPT_TLS_MODE:
+		args->tls_mode = value;
+		break;
+	case OPT_AUTH_USER:
+		args->auth_user = value;
+		break;
+	case OPT_SECRET_ENV:
+		args->secret_env = value;
+		break;
+	case OPT_SECRET_FILE:
+		args->secret_file = value;
+		break;
+	case OPT_SELECTOR:
+		args->selector = value;
+		break;
+	case OPT_ALG:
+		args->alg = value;
+		break;
+	case OPT_RSA_BITS:
+		return parse_uint(o->name, value, MC_DKIM_RSA_KEYGEN_MIN,
+		                  MC_DKIM_RSA_BITS_MAX, &args->rsa_bits, error_r);
 	case OPT_TIMEOUT:
 		return parse_uint(o->name, value, 1, 3600 * 1000,
 		                  &args->timeout_ms, error_r);

@@ -37,6 +37,15 @@ enum cli_opt_flag {
 	CLI_OPT_DOMAIN = 1 << 2,
 	CLI_OPT_WAIT = 1 << 3,  /* --wait and --wait-timeout */
 	CLI_OPT_RELAY = 1 << 4, /* --relay: the queue commands */
+	CLI_OPT_SMARTHOST = 1 << 5, /* route add */
+	CLI_OPT_MX = 1 << 6,
+	CLI_OPT_TLS = 1 << 7,
+	CLI_OPT_AUTH_USER = 1 << 8,
+	CLI_OPT_SECRET_ENV = 1 << 9,
+	CLI_OPT_SECRET_FILE = 1 << 10,
+	CLI_OPT_SELECTOR = 1 << 11, /* dkim create, rotate */
+	CLI_OPT_ALG = 1 << 12,
+	CLI_OPT_RSA_BITS = 1 << 13,
 };
 
 #define CLI_DEFAULT_TIMEOUT_MS 5000u
@@ -61,6 +70,15 @@ struct cli_args {
 	uint64_t quota_bytes;
 	const char *domain;
 	const char *relay_url; /* a relay's admin_url (queue commands) */
+	const char *smarthost; /* route add: HOST:PORT */
+	bool mx;               /* route add: direct MX delivery */
+	const char *tls_mode;  /* route add: starttls, implicit, none */
+	const char *auth_user;
+	const char *secret_env;
+	const char *secret_file;
+	const char *selector;  /* dkim create, rotate */
+	const char *alg;       /* dkim create: ed25519, rsa, both */
+	unsigned rsa_bits;     /* 0 = not given */
 	unsigned used;    /* enum cli_opt_flag bits given on the line */
 	const char **pos; /* positional arguments, heap array */
 	size_t npos;
@@ -85,7 +103,9 @@ int cli_size_parse(const char *s, uint64_t *bytes_r, const char **error_r);
 struct cli;
 
 struct cli_command {
-	const char *verb;     /* NULL: the noun alone is the command */
+	/* NULL: the noun alone is the command. May be two words ("rule
+	 * add"): then both follow the noun on the command line. */
+	const char *verb;
 	const char *synopsis; /* operands and command options */
 	const char *summary;  /* one line for the overview */
 	const char *help;     /* details for COMMAND --help, may be NULL */
@@ -109,6 +129,8 @@ extern const struct cli_noun cli_alias_noun;
 extern const struct cli_noun cli_node_noun;
 extern const struct cli_noun cli_status_noun;
 extern const struct cli_noun cli_queue_noun;
+extern const struct cli_noun cli_route_noun;
+extern const struct cli_noun cli_dkim_noun;
 
 /* One run of mailctl. */
 struct cli {
@@ -164,6 +186,10 @@ json_t *cli_json_u64(uint64_t v);
 /* A JSON string for text that came from the controller: bytes that are
  * not valid UTF-8 become '?', so the document can always be printed. */
 json_t *cli_json_str(const char *s);
+
+/* A TXT record's text in zone-file form: quoted, '"' and '\\' escaped,
+ * split into character-strings of at most 255 octets. Heap string. */
+char *cli_dns_txt(const char *value);
 
 #define CLI_FMT_SIZE 32
 /* "1.5 GiB", "512 MiB", "100 B", "0 B". */
@@ -230,6 +256,22 @@ char *cli_alias_destinations(const Mc__Alias *alias);
  * base32 alphabet, either case); out gets it lower-cased. */
 #define CLI_QUEUE_ID_LEN 19
 bool cli_queue_id_parse(const char *in, char out[CLI_QUEUE_ID_LEN + 1]);
+
+/* route.c. Check the options of `route add NAME` and fill q (strings
+ * point into cli's arguments and host_buf, which holds MC_HOST_MAX + 1
+ * bytes). Returns CLI_EXIT_OK, or reports a usage error and returns
+ * CLI_EXIT_USAGE. */
+int cli_route_add_request(const struct cli *cli, const char *name,
+                          Mc__RouteAddReq *q, char *host_buf);
+/* route.c, shared with the mutation report: {"id","name","kind",...}. */
+json_t *cli_route_json(const Mc__Route *route);
+
+/* dkim.c. Parse --alg ("ed25519", "rsa", "both"; case-insensitive) into
+ * algs (room for 2); false when it is none of them. */
+bool cli_dkim_alg_parse(const char *in, Mc__DkimAlg *algs, size_t *n_r);
+/* The keys as JSON (an array), with each key's DNS record; shared with
+ * the mutation report of dkim create and rotate. */
+json_t *cli_dkim_keys_json(const Mc__DkimKeyList *keys);
 
 /* node.c, shared with status. */
 json_t *cli_node_json(const Mc__Node *node);

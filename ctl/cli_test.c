@@ -1,5 +1,6 @@
 /* Unit tests for mailctl: option parsing, sizes and output formats,
- * password line reading and hashing, the help text, and the exchanges
+ * password line reading and hashing, the help text, the checks of route
+ * and dkim arguments, zone-file TXT quoting, and the exchanges
  * with the controller (exit codes, --wait success and timeout) and with a
  * relay (the queue commands' output, human and JSON) against a fake peer:
  * a REP socket on an ipc:// path served by a thread with canned answers. */
@@ -16,6 +17,7 @@
 #include <argon2.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "hostport.h"
 #include "mem.h"
 #include "rpc.h"
 #include "scram.h"
@@ -255,6 +257,155 @@ test_help(void)
 		CHECK(q->commands[i].options == CLI_OPT_RELAY);
 		free(text);
 	}
+}
+
+/* route add's option checks: a cli with just the options set. */
+static int
+route_request(const char *name, const char *smarthost, bool mx, const char *tls,
+              const char *user, const char *env, const char *file,
+              Mc__RouteAddReq *q, char *host)
+{
+	struct cli cli;
+	int out = dup(2), null = open("/dev/null", O_WRONLY), ret;
+
+	memset(&cli, 0, sizeof(cli));
+	cli.args.smarthost = smarthost;
+	cli.args.mx = mx;
+	cli.args.tls_mode = tls;
+	cli.args.auth_user = user;
+	cli.args.secret_env = env;
+	cli.args.secret_file = file;
+	mc__route_add_req__init(q);
+	fflush(stderr);
+	dup2(null, 2); /* the usage errors */
+	ret = cli_route_add_request(&cli, name, q, host);
+	dup2(out, 2);
+	close(out);
+	close(null);
+	return ret;
+}
+
+static void
+test_route_args(void)
+{
+	static const struct {
+		const char *name, *smarthost;
+		bool mx;
+		const char *tls, *user, *env, *file;
+		int ret;
+	} cases[] = {
+	        {"ses", "smtp.example.org:465", false, "implicit", "u", "SES_PASS", NULL,
+	         CLI_EXIT_OK},
+	        {"ses", "[2001:db8::1]:587", false, NULL, "u", NULL, "/etc/ses", CLI_EXIT_OK},
+	        {"ses", "127.0.0.1:25", false, "none", NULL, NULL, NULL, CLI_EXIT_OK},
+	        {"direct", NULL, true, NULL, NULL, NULL, NULL, CLI_EXIT_OK},
+	        {"Direct", NULL, true, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", NULL, false, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", true, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", NULL, true, "implicit", NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", NULL, true, NULL, "u", "P", NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test", false, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:99999", false, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "2001:db8::1:25", false, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "-h.test:25", false, NULL, NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, "tls", NULL, NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", NULL, NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, NULL, "P", NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, NULL, NULL, "/p", CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", "P", "/p", CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, "none", "u", "P", NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u u", "P", NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", "1P", NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", "P-W", NULL, CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", NULL, "p", CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", NULL, "/a/../p", CLI_EXIT_USAGE},
+	        {"x", "h.test:25", false, NULL, "u", NULL, "/a b", CLI_EXIT_USAGE},
+	};
+	Mc__RouteAddReq q;
+	char host[MC_HOST_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int ret = route_request(cases[i].name, cases[i].smarthost, cases[i].mx,
+		                        cases[i].tls, cases[i].user, cases[i].env,
+		                        cases[i].file, &q, host);
+
+		if (ret != cases[i].ret)
+			fprintf(stderr, "route case %zu: got %d\n", i, ret);
+		CHECK(ret == cases[i].ret);
+	}
+	/* What goes out: references only, STARTTLS unless told. */
+	CHECK(route_request("ses", "[2001:db8::1]:587", false, NULL, "u", NULL,
+	                    "/etc/ses", &q, host) == CLI_EXIT_OK);
+	CHECK(q.kind == MC__ROUTE_KIND__ROUTE_KIND_SMARTHOST && q.port == 587 &&
+	      q.tls == MC__ROUTE_TLS__ROUTE_TLS_STARTTLS);
+	CHECK_STR(q.host, "2001:db8::1");
+	CHECK_STR(q.secret_file, "/etc/ses");
+	CHECK_STR(q.secret_env, "");
+	CHECK(route_request("ses", "smtp.example.org:465", false, "IMPLICIT", "u",
+	                    "SES_PASS", NULL, &q, host) == CLI_EXIT_OK);
+	CHECK(q.tls == MC__ROUTE_TLS__ROUTE_TLS_IMPLICIT);
+	CHECK_STR(q.secret_env, "SES_PASS");
+	CHECK(route_request("direct", NULL, true, NULL, NULL, NULL, NULL, &q, host) ==
+	      CLI_EXIT_OK);
+	CHECK(q.kind == MC__ROUTE_KIND__ROUTE_KIND_MX && q.port == 0);
+	CHECK_STR(q.host, "");
+}
+
+static void
+test_dkim_args(void)
+{
+	struct cli_args a;
+	const char *error = NULL;
+	Mc__DkimAlg algs[2];
+	size_t n = 9;
+	char *txt, big[600];
+
+	CHECK(cli_dkim_alg_parse("both", algs, &n) && n == 2 &&
+	      algs[0] == MC__DKIM_ALG__DKIM_ALG_RSA &&
+	      algs[1] == MC__DKIM_ALG__DKIM_ALG_ED25519);
+	CHECK(cli_dkim_alg_parse("Ed25519", algs, &n) && n == 1 &&
+	      algs[0] == MC__DKIM_ALG__DKIM_ALG_ED25519);
+	CHECK(cli_dkim_alg_parse("rsa", algs, &n) && n == 1);
+	CHECK(!cli_dkim_alg_parse("dsa", algs, &n) && n == 0);
+	CHECK(!cli_dkim_alg_parse("", algs, &n));
+	CHECK(parse(&a, (const char *[]){"dkim", "create", "x.org", "--rsa-bits",
+	                                 "3072", "--selector=s1", "--alg", "rsa", NULL},
+	            &error) == 0);
+	CHECK(a.rsa_bits == 3072 && a.used == (CLI_OPT_RSA_BITS | CLI_OPT_SELECTOR |
+	                                       CLI_OPT_ALG));
+	CHECK_STR(a.selector, "s1");
+	cli_args_fini(&a);
+	CHECK(parse(&a, (const char *[]){"dkim", "create", "x", "--rsa-bits", "1024",
+	                                 NULL},
+	            &error) < 0);
+	cli_args_fini(&a);
+	CHECK(parse(&a, (const char *[]){"route", "add", "r", "--mx", "--tls", "none",
+	                                 "--smarthost=h:1", "--auth-user", "u",
+	                                 "--secret-env", "E", "--secret-file", "/f",
+	                                 NULL},
+	            &error) == 0);
+	CHECK(a.mx && a.used == (CLI_OPT_MX | CLI_OPT_TLS | CLI_OPT_SMARTHOST |
+	                         CLI_OPT_AUTH_USER | CLI_OPT_SECRET_ENV |
+	                         CLI_OPT_SECRET_FILE));
+	CHECK_STR(a.tls_mode, "none");
+	CHECK_STR(a.smarthost, "h:1");
+	cli_args_fini(&a);
+	CHECK(parse(&a, (const char *[]){"route", "add", "r", "--mx=yes", NULL},
+	            &error) < 0);
+	cli_args_fini(&a);
+	/* TXT texts for zone files: quoted, escaped, 255-octet strings. */
+	txt = cli_dns_txt("v=spf1 mx -all");
+	CHECK_STR(txt, "\"v=spf1 mx -all\"");
+	free(txt);
+	txt = cli_dns_txt("a\"b\\c");
+	CHECK_STR(txt, "\"a\\\"b\\\\c\"");
+	free(txt);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	txt = cli_dns_txt(big);
+	CHECK(strlen(txt) == 599 + 8 && txt[256] == '"' && txt[257] == ' ' &&
+	      txt[258] == '"' && txt[259 + 255] == '"');
+	free(txt);
 }
 
 /* Feed text through a pipe to cli_password_read_line. */
@@ -982,6 +1133,8 @@ main(void)
 	test_password();
 	test_queue_id();
 	test_help();
+	test_route_args();
+	test_dkim_args();
 	test_controller();
 	nng_fini(); /* so valgrind sees nng's threads gone */
 	return mc_test_done();

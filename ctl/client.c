@@ -320,6 +320,12 @@ response_object_id(const Mc__Response *resp, uint64_t *id_r)
 	case MC__RESPONSE__BODY_ALIAS:
 		*id_r = resp->alias->id;
 		return true;
+	case MC__RESPONSE__BODY_ROUTE:
+		*id_r = resp->route->id;
+		return true;
+	case MC__RESPONSE__BODY_ROUTE_RULE:
+		*id_r = resp->route_rule->id;
+		return true;
 	default:
 		return false;
 	}
@@ -334,6 +340,9 @@ mutation_json(const Mc__Response *resp, bool ok)
 
 	if (response_object_id(resp, &id))
 		json_object_set_new(doc, "id", cli_json_u64(id));
+	/* New DKIM keys: their selectors and DNS records. */
+	if (resp->body_case == MC__RESPONSE__BODY_DKIM_KEYS)
+		json_object_set_new(doc, "keys", cli_dkim_keys_json(resp->dkim_keys));
 	return doc;
 }
 

@@ -1,9 +1,11 @@
-/* mailctl domain add | list | rm: the mail domains the cluster accepts
- * mail for. */
+/* mailctl domain add | list | rm | dns: the mail domains the cluster
+ * accepts mail for, and the DNS records each needs (as a zone-file
+ * snippet, or JSON). */
 #include "cli.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mem.h"
 
@@ -118,6 +120,113 @@ domain_rm(struct cli *cli)
 	return ret;
 }
 
+/* "name." for a zone file. */
+static char *
+absolute(const char *name)
+{
+	return mc_asprintf("%s.", name);
+}
+
+static void
+print_zone(const Mc__DomainDns *dns, uint64_t version)
+{
+	printf("; DNS records for %s (mail-controller, cluster version %" PRIu64
+	       ")\n", dns->domain, version);
+	for (size_t i = 0; i < dns->n_records; i++) {
+		const Mc__DnsRecord *r = dns->records[i];
+		char *name = absolute(r->name), *value;
+
+		if (strcmp(r->type, "MX") == 0) {
+			char *host = absolute(r->value);
+
+			value = mc_asprintf("%u %s", r->priority, host);
+			free(host);
+		} else if (strcmp(r->type, "TXT") == 0) {
+			value = cli_dns_txt(r->value);
+		} else {
+			value = mc_strdup(r->value);
+		}
+		printf("; %s\n%s\t%u\tIN\t%s\t%s\n", r->comment, name, r->ttl, r->type,
+		       value);
+		free(name);
+		free(value);
+	}
+	for (size_t i = 0; i < dns->n_warnings; i++)
+		printf("; WARNING: %s\n", dns->warnings[i]);
+}
+
+static void
+print_dns_json(const Mc__DomainDns *dns, uint64_t version)
+{
+	json_t *records = json_array(), *warnings = json_array();
+
+	for (size_t i = 0; i < dns->n_records; i++) {
+		const Mc__DnsRecord *r = dns->records[i];
+		json_t *rec = json_pack("{s:o, s:s, s:i, s:o, s:o}", "name",
+		                        cli_json_str(r->name), "type", r->type, "ttl",
+		                        (int)r->ttl, "value", cli_json_str(r->value),
+		                        "comment", cli_json_str(r->comment));
+
+		if (strcmp(r->type, "MX") == 0)
+			json_object_set_new(rec, "priority", json_integer(r->priority));
+		json_array_append_new(records, rec);
+	}
+	for (size_t i = 0; i < dns->n_warnings; i++)
+		json_array_append_new(warnings, cli_json_str(dns->warnings[i]));
+	cli_json_print(json_pack("{s:o, s:o, s:o, s:o}", "domain",
+	                         cli_json_str(dns->domain), "version",
+	                         cli_json_u64(version), "records", records,
+	                         "warnings", warnings));
+}
+
+static int
+domain_dns(struct cli *cli)
+{
+	char name[MC_DOMAIN_MAX + 1];
+	Mc__DomainDnsReq body = MC__DOMAIN_DNS_REQ__INIT;
+	Mc__Request req = MC__REQUEST__INIT;
+	Mc__Response *resp;
+	int ret;
+
+	if ((ret = cli_check_domain(cli, cli->operands[0], name)) != CLI_EXIT_OK)
+		return ret;
+	body.name = name;
+	req.body_case = MC__REQUEST__BODY_DOMAIN_DNS;
+	req.domain_dns = &body;
+	if ((ret = cli_call(cli, &req, &resp)) != CLI_EXIT_OK)
+		return ret;
+	if (resp->body_case != MC__RESPONSE__BODY_DOMAIN_DNS) {
+		mc__response__free_unpacked(resp, NULL);
+		return cli_fail(cli, CLI_EXIT_UNREACHABLE, "unreachable",
+		                "malformed reply from the controller");
+	}
+	if (cli->args.json)
+		print_dns_json(resp->domain_dns, resp->version);
+	else
+		print_zone(resp->domain_dns, resp->version);
+	mc__response__free_unpacked(resp, NULL);
+	return CLI_EXIT_OK;
+}
+
+static const char domain_dns_help[] =
+        "Prints the records DOMAIN needs, as a zone-file snippet (absolute\n"
+        "names, TTL 3600, long TXT texts split into 255-octet strings):\n"
+        "  MX      one per relay with a public_name, priority 10\n"
+        "  TXT     SPF \"v=spf1 mx -all\": the relays (the MX hosts) send\n"
+        "          the domain's mail, and only they may\n"
+        "  TXT     SELECTOR._domainkey: each DKIM key, active ones and\n"
+        "          inactive ones still in their grace period\n"
+        "  TXT     _dmarc: \"v=DMARC1; p=quarantine;\n"
+        "          rua=mailto:postmaster@DOMAIN\"\n"
+        "  A/AAAA  each relay's public_name to its public_addresses\n"
+        "Relays register public_name and public_addresses from their\n"
+        "configuration. What is missing (no relay with a public name, no\n"
+        "DKIM key, smarthost routes that SPF must also allow, no postmaster\n"
+        "address for DMARC reports) ends the snippet as '; WARNING:' lines.\n"
+        "With --json: {\"domain\",\"version\",\"records\":[{\"name\",\"type\",\n"
+        "\"ttl\",\"value\",\"comment\",\"priority\" (MX)}],\"warnings\":[...]},\n"
+        "names without the final dot, TXT values unquoted and unsplit.\n";
+
 static const char domain_add_help[] =
         "NAME is a domain name such as example.org (stored lower-case;\n"
         "give IDNs as A-labels, xn--...). The cluster then accepts mail\n"
@@ -130,7 +239,8 @@ static const char domain_list_help[] =
 
 static const char domain_rm_help[] =
         "A domain that still has accounts or aliases is refused (conflict,\n"
-        "exit status 1) unless --force is given, which removes them too.\n\n"
+        "exit status 1) unless --force is given, which removes them too.\n"
+        "Its DKIM keys are always removed with it.\n\n"
         "Options:\n"
         "  --force            also remove the domain's accounts and aliases\n";
 
@@ -164,6 +274,15 @@ static const struct cli_command domain_commands[] = {
 		.min_operands = 1,
 		.max_operands = 1,
 		.run = domain_rm,
+	},
+	{
+		.verb = "dns",
+		.synopsis = "NAME",
+		.summary = "Print the DNS records a domain needs.",
+		.help = domain_dns_help,
+		.min_operands = 1,
+		.max_operands = 1,
+		.run = domain_dns,
 	},
 };
 /* clang-format on */

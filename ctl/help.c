@@ -7,7 +7,8 @@
 
 static const struct cli_noun *const help_nouns[] = {
         &cli_domain_noun, &cli_account_noun, &cli_alias_noun,
-        &cli_node_noun,   &cli_status_noun,  &cli_queue_noun,
+        &cli_route_noun,  &cli_dkim_noun,    &cli_node_noun,
+        &cli_status_noun, &cli_queue_noun,
 };
 
 #define HELP_NNOUNS (sizeof(help_nouns) / sizeof(help_nouns[0]))
@@ -38,7 +39,7 @@ static const char help_global[] =
         "(--url=URL); '--' ends the options.\n";
 
 static const char help_wait[] =
-        "Options for changes (add, rm, passwd):\n"
+        "Options for changes (add, rm, passwd, default, create, rotate):\n"
         "  --wait             after the change, wait until every live node\n"
         "                     has applied the new configuration version\n"
         "  --wait-timeout SEC give up waiting after SEC seconds (default\n"
@@ -69,8 +70,9 @@ static const char help_exit[] =
 
 static const char help_intro[] =
         "Usage: mailctl [OPTIONS] COMMAND [ARGUMENTS]\n\n"
-        "Operator CLI of the mail cluster: manages domains, accounts and\n"
-        "aliases and shows the nodes through mail-controller's admin API.\n"
+        "Operator CLI of the mail cluster: manages domains, accounts,\n"
+        "aliases, outbound routes and DKIM keys and shows the nodes\n"
+        "through mail-controller's admin API.\n"
         "Every change is committed by the controller as a new cluster\n"
         "configuration version that nodes and relays apply live. The\n"
         "queue commands ask one relay about the mail it holds.\n\n"

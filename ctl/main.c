@@ -1,7 +1,8 @@
 /* mailctl: the operator CLI. main() parses the command line, finds the
  * command in the nouns' tables, checks options and operand counts, and
  * hands over to the command's run function (domain.c, account.c, alias.c,
- * node.c, queue.c); the exit code says what happened (see enum cli_exit). */
+ * route.c, dkim.c, node.c, queue.c); the exit code says what happened (see
+ * enum cli_exit). */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -13,7 +14,8 @@
 
 static const struct cli_noun *const cli_nouns[] = {
         &cli_domain_noun, &cli_account_noun, &cli_alias_noun,
-        &cli_node_noun,   &cli_status_noun,  &cli_queue_noun,
+        &cli_route_noun,  &cli_dkim_noun,    &cli_node_noun,
+        &cli_status_noun, &cli_queue_noun,
 };
 
 #define CLI_NNOUNS (sizeof(cli_nouns) / sizeof(cli_nouns[0]))
@@ -27,12 +29,27 @@ find_noun(const char *name)
 	return NULL;
 }
 
+/* The command named by the words after the noun: a one-word verb or a
+ * two-word one ("rule add"); *words_r says how many words it took. */
 static const struct cli_command *
-find_verb(const struct cli_noun *noun, const char *verb)
+find_verb(const struct cli_noun *noun, const char *const *words, size_t n,
+          size_t *words_r)
 {
-	for (size_t i = 0; i < noun->ncommands; i++)
-		if (strcmp(noun->commands[i].verb, verb) == 0)
+	for (size_t i = 0; i < noun->ncommands; i++) {
+		const char *verb = noun->commands[i].verb;
+		const char *sp = strchr(verb, ' ');
+
+		if (sp == NULL && strcmp(verb, words[0]) == 0) {
+			*words_r = 1;
 			return &noun->commands[i];
+		}
+		if (sp != NULL && n >= 2 && strlen(words[0]) == (size_t)(sp - verb) &&
+		    strncmp(verb, words[0], (size_t)(sp - verb)) == 0 &&
+		    strcmp(sp + 1, words[1]) == 0) {
+			*words_r = 2;
+			return &noun->commands[i];
+		}
+	}
 	return NULL;
 }
 
@@ -66,7 +83,7 @@ argv_has_json(int argc, char **argv)
 static int
 resolve_command(struct cli *cli, const char **pos, size_t npos, int *ret_r)
 {
-	size_t words = 1;
+	size_t words = 1, verb_words = 0;
 	char *verbs;
 
 	if ((cli->noun = find_noun(pos[0])) == NULL) {
@@ -79,8 +96,8 @@ resolve_command(struct cli *cli, const char **pos, size_t npos, int *ret_r)
 		cli_help_noun(stdout, cli->noun);
 		*ret_r = CLI_EXIT_OK;
 		return -1;
-	} else if (npos < 2 ||
-	           (cli->cmd = find_verb(cli->noun, pos[1])) == NULL) {
+	} else if (npos < 2 || (cli->cmd = find_verb(cli->noun, pos + 1, npos - 1,
+	                                             &verb_words)) == NULL) {
 		verbs = verb_list(cli->noun);
 		*ret_r = npos < 2 ? cli_usage_error(
 		                            cli, "'%s' needs a subcommand: %s",
@@ -92,7 +109,7 @@ resolve_command(struct cli *cli, const char **pos, size_t npos, int *ret_r)
 		free(verbs);
 		return -1;
 	} else {
-		words = 2;
+		words = 1 + verb_words;
 	}
 	cli->operands = pos + words;
 	cli->noperands = npos - words;

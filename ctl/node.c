@@ -24,14 +24,25 @@ cli_node_kind_str(Mc__NodeKind kind)
 json_t *
 cli_node_json(const Mc__Node *n)
 {
-	return json_pack("{s:o, s:o, s:s, s:o, s:I, s:b, s:i, s:I, s:o}", "id",
-	                 cli_json_u64(n->id), "name", cli_json_str(n->name),
-	                 "kind", cli_node_kind_str(n->kind), "applied_version",
-	                 cli_json_u64(n->applied_version), "last_heartbeat_ms",
-	                 (json_int_t)n->last_heartbeat_ms, "live", (int)n->live,
-	                 "pid", (int)n->pid, "registered_at",
-	                 (json_int_t)n->registered_at, "software",
-	                 cli_json_str(n->software));
+	json_t *j = json_pack("{s:o, s:o, s:s, s:o, s:I, s:b, s:i, s:I, s:o}", "id",
+	                      cli_json_u64(n->id), "name", cli_json_str(n->name),
+	                      "kind", cli_node_kind_str(n->kind), "applied_version",
+	                      cli_json_u64(n->applied_version), "last_heartbeat_ms",
+	                      (json_int_t)n->last_heartbeat_ms, "live", (int)n->live,
+	                      "pid", (int)n->pid, "registered_at",
+	                      (json_int_t)n->registered_at, "software",
+	                      cli_json_str(n->software));
+
+	/* Relays: the public name and addresses `domain dns` publishes. */
+	if (n->kind == MC__NODE_KIND__NODE_KIND_RELAY) {
+		json_t *addrs = json_array();
+
+		for (size_t i = 0; i < n->n_public_addresses; i++)
+			json_array_append_new(addrs, cli_json_str(n->public_addresses[i]));
+		json_object_set_new(j, "public_name", cli_json_str(n->public_name));
+		json_object_set_new(j, "public_addresses", addrs);
+	}
+	return j;
 }
 
 static json_t *

@@ -235,3 +235,28 @@ cli_table_fini(struct cli_table *t)
 	t->cells = NULL;
 	t->nrows = 0;
 }
+
+char *
+cli_dns_txt(const char *value)
+{
+	size_t len = strlen(value), cap = 3 * len + 8, o = 0, chunk = 0;
+	char *out = mc_malloc(cap);
+
+	out[o++] = '"';
+	for (size_t i = 0; i < len; i++) {
+		/* One character-string holds 255 octets (RFC 1035 3.3);
+		 * resolvers join the strings of one TXT record. */
+		if (chunk == 255) {
+			memcpy(out + o, "\" \"", 3);
+			o += 3;
+			chunk = 0;
+		}
+		if (value[i] == '"' || value[i] == '\\')
+			out[o++] = '\\';
+		out[o++] = value[i];
+		chunk++;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}

@@ -17,6 +17,7 @@
  * logged, retries are not. */
 #include "cfgsync.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "addr.h"
 #include "daemon.h"
 #include "error.h"
 #include "log.h"
@@ -50,6 +52,8 @@
  * matters: a bogus to_version near UINT64_MAX would make every later
  * delta look like old news. */
 #define SYNC_MAX_DELTA_SPAN 1000000
+/* Public addresses a relay registers: a few per host is the real use. */
+#define SYNC_MAX_PUBLIC_ADDRESSES 16
 /* Published garbage is logged at most once per this many ms. */
 #define SYNC_GARBAGE_LOG_MS 1000
 
@@ -84,6 +88,9 @@ struct mc_cfgsync {
 	char *token;
 	char *state_path;
 	char *lmtp_address;   /* "" for relays */
+	char *public_name;    /* relays, "" for none */
+	char **public_addresses; /* relays; NULL-terminated */
+	size_t n_public_addresses;
 	char instance[33];    /* random hex, new at every start */
 	struct mc_shard_grants *grants; /* mailbox nodes: writable shards */
 	uint64_t hb_sent_ms;  /* monotonic send time of the heartbeat in flight */
@@ -128,6 +135,7 @@ struct mc_cfgsync {
 	uint64_t gap_target;      /* version the gap timer waits for */
 	unsigned heartbeat_ms;
 	bool hash_warned;
+	bool dkim_warned;
 	bool garbage_logged;
 	uint64_t garbage_logged_at;
 	uint64_t garbage_dropped;
@@ -253,6 +261,34 @@ drop_hash(struct mc_cfgsync *s, Mc__Account *a)
 	return true;
 }
 
+/* Mailbox nodes never keep DKIM private keys (only relays sign): wipe
+ * any in place. Returns true when there was one. */
+static bool
+drop_dkim(struct mc_cfgsync *s, Mc__DkimKey *k)
+{
+	if (s->kind != MC__NODE_KIND__NODE_KIND_MAILBOX || k == NULL ||
+	    !wipe_str(k->private_pem))
+		return false;
+	if (!s->dkim_warned) {
+		mc_warn("cfgsync dropped DKIM private keys sent to a mailbox node");
+		s->dkim_warned = true;
+	}
+	return true;
+}
+
+/* Everything this kind of node must not hold, wiped from snap. */
+static size_t
+drop_secrets(struct mc_cfgsync *s, Mc__Snapshot *snap)
+{
+	size_t dropped = 0;
+
+	for (size_t i = 0; i < snap->n_accounts; i++)
+		dropped += drop_hash(s, snap->accounts[i]);
+	for (size_t i = 0; i < snap->n_dkim_keys; i++)
+		dropped += drop_dkim(s, snap->dkim_keys[i]);
+	return dropped;
+}
+
 /* ---- directory changes ---- */
 
 static void
@@ -292,12 +328,10 @@ load_saved(struct mc_cfgsync *s)
 		        s->state_path, error);
 		return;
 	}
-	if (s->kind == MC__NODE_KIND__NODE_KIND_RELAY) {
+	{
 		Mc__Snapshot *snap = mc_directory_to_snapshot(s->dir);
-		size_t dropped = 0;
+		size_t dropped = drop_secrets(s, snap);
 
-		for (size_t i = 0; i < snap->n_accounts; i++)
-			dropped += drop_hash(s, snap->accounts[i]);
 		if (dropped > 0) {
 			mc_directory_load_snapshot(s->dir, snap);
 			if (mc_directory_save(s->dir, s->state_path, &error) <
@@ -346,6 +380,18 @@ delta_valid(const Mc__Delta *d, const char **reason_r)
 		else if (c->object_case == MC__CHANGE__OBJECT_ALIAS &&
 		         c->alias != NULL)
 			id = c->alias->id;
+		else if (c->object_case == MC__CHANGE__OBJECT_ROUTE &&
+		         c->route != NULL)
+			id = c->route->id;
+		else if (c->object_case == MC__CHANGE__OBJECT_ROUTE_RULE &&
+		         c->route_rule != NULL)
+			id = c->route_rule->id;
+		else if (c->object_case == MC__CHANGE__OBJECT_DKIM_KEY &&
+		         c->dkim_key != NULL)
+			id = c->dkim_key->id;
+		else if (c->object_case == MC__CHANGE__OBJECT_SHARD &&
+		         c->shard != NULL)
+			continue; /* keyed by shard number; 0 is a shard */
 		if (id == 0) {
 			*reason_r = "change without object or id";
 			return false;
@@ -360,9 +406,12 @@ apply_delta(struct mc_cfgsync *s, Mc__Delta *d)
 	uint64_t old = mc_directory_version(s->dir);
 	int rv;
 
-	for (size_t i = 0; i < d->n_changes; i++)
+	for (size_t i = 0; i < d->n_changes; i++) {
 		if (d->changes[i]->object_case == MC__CHANGE__OBJECT_ACCOUNT)
 			drop_hash(s, d->changes[i]->account);
+		else if (d->changes[i]->object_case == MC__CHANGE__OBJECT_DKIM_KEY)
+			drop_dkim(s, d->changes[i]->dkim_key);
+	}
 	rv = mc_directory_apply_delta(s->dir, d);
 	if (rv == 0) {
 		mc_debug("cfgsync old delta ignored version=%llu to=%llu",
@@ -470,6 +519,9 @@ send_register(struct mc_cfgsync *s)
 	reg.software = (char *)MC_SOFTWARE;
 	reg.instance = s->instance;
 	reg.lmtp_address = s->lmtp_address;
+	reg.public_name = s->public_name;
+	reg.public_addresses = s->public_addresses;
+	reg.n_public_addresses = s->n_public_addresses;
 	req.body_case = MC__REQUEST__BODY_REGISTER;
 	req.register_ = &reg;
 	if (s->state == ST_STARTING)
@@ -663,8 +715,7 @@ on_snapshot(struct mc_cfgsync *s, const Mc__Response *resp,
 		        (unsigned long long)old);
 		return 0;
 	}
-	for (size_t i = 0; i < snap->n_accounts; i++)
-		drop_hash(s, snap->accounts[i]);
+	drop_secrets(s, snap);
 	mc_directory_load_snapshot(s->dir, snap);
 	if (snap->version > s->cluster_version || snap->version < old)
 		s->cluster_version = snap->version;
@@ -806,6 +857,10 @@ sync_free(struct mc_cfgsync *s)
 	mc_secret_free(&s->token);
 	free(s->name);
 	free(s->lmtp_address);
+	free(s->public_name);
+	for (size_t i = 0; i < s->n_public_addresses; i++)
+		free(s->public_addresses[i]);
+	free(s->public_addresses);
 	mc_shard_grants_free(&s->grants);
 	free(s->state_path);
 	free(s->last_error);
@@ -824,6 +879,39 @@ new_instance(char out[33])
 		snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
+/* Split "a, b,c" into s->public_addresses; every one an IP literal. */
+static int
+parse_public_addresses(struct mc_cfgsync *s, const char *list,
+                       const char **error_r)
+{
+	char *copy = mc_strdup(list != NULL ? list : ""), *save = NULL, *tok;
+	int ret = 0;
+
+	s->public_addresses =
+	        mc_calloc(SYNC_MAX_PUBLIC_ADDRESSES + 1, sizeof(char *));
+	for (tok = strtok_r(copy, ", \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		unsigned char addr[16];
+
+		if (inet_pton(AF_INET, tok, addr) != 1 &&
+		    inet_pton(AF_INET6, tok, addr) != 1) {
+			*error_r = mc_errorf("public_addresses: '%s' is not an IPv4 "
+			                     "or IPv6 address", tok);
+			ret = -1;
+			break;
+		}
+		if (s->n_public_addresses == SYNC_MAX_PUBLIC_ADDRESSES) {
+			*error_r = mc_errorf("public_addresses: more than %d",
+			                     SYNC_MAX_PUBLIC_ADDRESSES);
+			ret = -1;
+			break;
+		}
+		s->public_addresses[s->n_public_addresses++] = mc_strdup(tok);
+	}
+	free(copy);
+	return ret;
+}
+
 static int
 check_settings(const struct mc_cfgsync_settings *set, const char **error_r)
 {
@@ -840,6 +928,10 @@ check_settings(const struct mc_cfgsync_settings *set, const char **error_r)
 		*error_r = "node token is empty";
 	else if (set->state_dir == NULL || *set->state_dir == '\0')
 		*error_r = "state_dir is not set";
+	else if (set->public_name != NULL && *set->public_name != '\0' &&
+	         !mc_addr_domain_valid(set->public_name))
+		*error_r = mc_errorf("public_name '%s' is not a domain name",
+		                     set->public_name);
 	else
 		return 0;
 	return -1;
@@ -933,6 +1025,8 @@ mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
 	s->name = mc_strdup(set->name);
 	s->token = mc_strdup(set->token);
 	s->lmtp_address = mc_strdup(set->lmtp_address != NULL ? set->lmtp_address : "");
+	s->public_name = mc_addr_lower(
+	        mc_strdup(set->public_name != NULL ? set->public_name : ""));
 	s->grants = mc_shard_grants_new();
 	new_instance(s->instance);
 	s->kind = set->kind;
@@ -946,7 +1040,8 @@ mc_cfgsync_start(uv_loop_t *loop, const struct mc_cfgsync_settings *set,
 	s->ctx = set->ctx;
 	s->state_path = mc_asprintf("%s/directory.json", set->state_dir);
 	s->dir = mc_directory_new();
-	if (open_sockets(s, set, error_r) < 0) {
+	if (parse_public_addresses(s, set->public_addresses, error_r) < 0 ||
+	    open_sockets(s, set, error_r) < 0) {
 		sync_free(s);
 		return -1;
 	}

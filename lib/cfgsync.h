@@ -18,7 +18,8 @@
  * The controller being away, timeouts, error replies and garbage from the
  * network are logged (once per state change, not per retry) and retried;
  * the last directory keeps being served. Relays never keep password
- * hashes: any received are wiped before they reach the directory.
+ * hashes and mailbox nodes never keep DKIM private keys: any received are
+ * wiped before they reach the directory.
  *
  * Threading: everything runs on the daemon's libuv loop thread; nng
  * completions are handed over internally. */
@@ -46,6 +47,12 @@ struct mc_cfgsync_settings {
 	/* Mailbox nodes: host:port where relays reach this node's LMTP
 	 * listener, published with the shards it owns. NULL or "" for none. */
 	const char *lmtp_address;
+	/* Relays: the public host name (their MX host name) and the IP
+	 * addresses the Internet reaches them at, comma-separated literals,
+	 * registered for the MX and A/AAAA records of `mailctl domain dns`.
+	 * NULL or "" for none. Checked by mc_cfgsync_start. */
+	const char *public_name;
+	const char *public_addresses;
 	/* Called on the loop thread after the directory changed: a snapshot
 	 * or delta was applied, or (once, from the loop right after start)
 	 * a saved directory was loaded. dir is the same pointer

@@ -4,7 +4,8 @@
  * address, both through lib/hash.h so lookups stay O(1) for directories of
  * hundreds of thousands of accounts. Every object is in exactly both of its
  * kind's tables or in neither; all removals go through *_remove so that
- * invariant holds. Persistence to directory.json is at the end of the file.
+ * invariant holds. Routes, route rules and DKIM keys live in
+ * directory_egress.c, persistence to directory.json in directory_file.c.
  *
  * Only the loop thread touches a directory. */
 #include "directory.h"
@@ -23,6 +24,7 @@
 #include <jansson.h>
 
 #include "addr.h"
+#include "directory_private.h"
 #include "error.h"
 #include "hash.h"
 #include "mem.h"
@@ -62,19 +64,16 @@ _Static_assert(offsetof(struct dir_domain, id) == 0, "id first");
 _Static_assert(offsetof(struct dir_account, view.id) == 0, "id first");
 _Static_assert(offsetof(struct dir_alias, view.id) == 0, "id first");
 
-struct mc_directory {
-	uint64_t version;
-	uint32_t shard_count;
-	struct mc_hash *domains_by_id, *domains_by_name;
-	struct mc_hash *accounts_by_id, *accounts_by_addr;
-	struct mc_hash *aliases_by_id, *aliases_by_addr;
-	struct mc_hash *shards; /* shard number -> struct dir_shard */
-};
-
 static const char *
 str(const char *s)
 {
 	return s != NULL ? s : "";
+}
+
+const char *
+mc_directory_str(const char *s)
+{
+	return str(s);
 }
 
 /* Lower-cased copy of s into buf; false when it does not fit (such a name
@@ -183,6 +182,7 @@ domain_remove(struct mc_directory *dir, struct dir_domain *dom, bool cascade)
 		for (i = 0; i < n; i++)
 			alias_remove(dir, doomed[i]);
 		free(doomed);
+		mc_directory_egress_domain_gone(dir, dom->id);
 	}
 	if (mc_hash_get(dir->domains_by_id, &dom->id) == dom)
 		mc_hash_remove(dir->domains_by_id, &dom->id);
@@ -215,6 +215,7 @@ clear(struct mc_directory *dir)
 	mc_hash_clear(dir->accounts_by_addr);
 	mc_hash_clear(dir->aliases_by_id);
 	mc_hash_clear(dir->aliases_by_addr);
+	mc_directory_egress_clear(dir);
 }
 
 struct mc_directory *
@@ -229,6 +230,7 @@ mc_directory_new(void)
 	dir->aliases_by_id = mc_hash_new(MC_HASH_U64);
 	dir->aliases_by_addr = mc_hash_new(MC_HASH_STR);
 	dir->shards = mc_hash_new(MC_HASH_U64);
+	mc_directory_egress_init(dir);
 	return dir;
 }
 
@@ -245,6 +247,7 @@ mc_directory_free(struct mc_directory **dir)
 	mc_hash_free(&(*dir)->aliases_by_id);
 	mc_hash_free(&(*dir)->aliases_by_addr);
 	mc_hash_free(&(*dir)->shards);
+	mc_directory_egress_fini(*dir);
 	free(*dir);
 	*dir = NULL;
 }
@@ -298,9 +301,9 @@ mc_directory_shard(const struct mc_directory *dir, uint32_t shard)
 
 /* The domain part for an account or alias: the message's denormalised
  * name, or the name of its domain_id when the sender left it empty. */
-static const char *
-object_domain(const struct mc_directory *dir, const char *domain,
-              uint64_t domain_id)
+const char *
+mc_directory_domain_name(const struct mc_directory *dir, const char *domain,
+                         uint64_t domain_id)
 {
 	const struct dir_domain *dom;
 
@@ -335,7 +338,7 @@ account_upsert(struct mc_directory *dir, const Mc__Account *a)
 	struct dir_account *acc = mc_malloc(sizeof(*acc)), *old;
 
 	acc->address = mc_asprintf("%s@%s", str(a->local_part),
-	                           object_domain(dir, a->domain, a->domain_id));
+	                           mc_directory_domain_name(dir, a->domain, a->domain_id));
 	acc->key = mc_addr_lower(mc_strdup(acc->address));
 	acc->password_hash = mc_strdup(str(a->password_hash));
 	acc->scram_sha256 = mc_strdup(str(a->scram_sha256));
@@ -361,7 +364,7 @@ alias_upsert(struct mc_directory *dir, const Mc__Alias *a)
 	size_t i;
 
 	al->address = mc_asprintf("%s@%s", str(a->local_part),
-	                          object_domain(dir, a->domain, a->domain_id));
+	                          mc_directory_domain_name(dir, a->domain, a->domain_id));
 	al->key = mc_addr_lower(mc_strdup(al->address));
 	al->destinations =
 	        mc_calloc(a->n_destinations + 1, sizeof(*al->destinations));
@@ -421,8 +424,11 @@ change_delete(struct mc_directory *dir, const Mc__Change *c)
 		obj = mc_hash_get(dir->aliases_by_id, &c->alias->id);
 		if (obj != NULL)
 			alias_remove(dir, obj);
+	} else {
+		/* Routes, rules and DKIM keys; anything else (a kind from a
+		 * newer controller) is skipped. */
+		mc_directory_egress_delete(dir, c);
 	}
-	/* anything else (a kind from a newer controller) is skipped */
 }
 
 /* One UPSERT, if it is of the kind this pass handles (see apply_delta). */
@@ -441,6 +447,8 @@ change_upsert(struct mc_directory *dir, const Mc__Change *c, int pass)
 	else if (pass == 3 && c->object_case == MC__CHANGE__OBJECT_SHARD &&
 	         c->shard != NULL)
 		shard_upsert(dir, c->shard);
+	else if (pass >= MC_DIRECTORY_EGRESS_PASS_FIRST)
+		mc_directory_egress_upsert(dir, c, pass);
 }
 
 void
@@ -465,6 +473,7 @@ mc_directory_load_snapshot(struct mc_directory *dir, const Mc__Snapshot *snap)
 	for (i = 0; i < snap->n_shards; i++)
 		if (snap->shards[i] != NULL)
 			shard_upsert(dir, snap->shards[i]);
+	mc_directory_egress_load(dir, snap);
 }
 
 int
@@ -485,7 +494,7 @@ mc_directory_apply_delta(struct mc_directory *dir, const Mc__Delta *delta)
 	}
 	/* Upserts by kind, domains first (see load_snapshot); the order
 	 * within a kind is kept. */
-	for (pass = 0; pass < 4; pass++) {
+	for (pass = 0; pass < MC_DIRECTORY_EGRESS_PASS_END; pass++) {
 		for (i = 0; i < delta->n_changes; i++) {
 			const Mc__Change *c = delta->changes[i];
 
@@ -734,8 +743,8 @@ cmp_id(const void *a, const void *b)
 
 /* The values of an id table, sorted by id (so files are stable and
  * diffable); free the array. */
-static void **
-sorted_values(const struct mc_hash *h, size_t *n_r)
+void **
+mc_directory_sorted_values(const struct mc_hash *h, size_t *n_r)
 {
 	size_t pos = 0, n = 0;
 	void **v = mc_calloc(mc_hash_count(h) + 1, sizeof(*v));
@@ -806,7 +815,7 @@ mc_directory_to_snapshot(const struct mc_directory *dir)
 	mc__snapshot__init(snap);
 	snap->version = dir->version;
 	snap->shard_count = dir->shard_count;
-	v = sorted_values(dir->domains_by_id, &snap->n_domains);
+	v = mc_directory_sorted_values(dir->domains_by_id, &snap->n_domains);
 	snap->domains = mc_calloc(snap->n_domains + 1, sizeof(*snap->domains));
 	for (i = 0; i < snap->n_domains; i++) {
 		const struct dir_domain *dom = v[i];
@@ -819,18 +828,18 @@ mc_directory_to_snapshot(const struct mc_directory *dir)
 		snap->domains[i] = d;
 	}
 	free(v);
-	v = sorted_values(dir->accounts_by_id, &snap->n_accounts);
+	v = mc_directory_sorted_values(dir->accounts_by_id, &snap->n_accounts);
 	snap->accounts =
 	        mc_calloc(snap->n_accounts + 1, sizeof(*snap->accounts));
 	for (i = 0; i < snap->n_accounts; i++)
 		snap->accounts[i] = account_export(v[i]);
 	free(v);
-	v = sorted_values(dir->aliases_by_id, &snap->n_aliases);
+	v = mc_directory_sorted_values(dir->aliases_by_id, &snap->n_aliases);
 	snap->aliases = mc_calloc(snap->n_aliases + 1, sizeof(*snap->aliases));
 	for (i = 0; i < snap->n_aliases; i++)
 		snap->aliases[i] = alias_export(v[i]);
 	free(v);
-	v = sorted_values(dir->shards, &snap->n_shards);
+	v = mc_directory_sorted_values(dir->shards, &snap->n_shards);
 	snap->shards = mc_calloc(snap->n_shards + 1, sizeof(*snap->shards));
 	for (i = 0; i < snap->n_shards; i++) {
 		const struct dir_shard *sh = v[i];
@@ -845,17 +854,27 @@ mc_directory_to_snapshot(const struct mc_directory *dir)
 		snap->shards[i] = o;
 	}
 	free(v);
+	mc_directory_egress_export(dir, snap);
 	return snap;
 }
 
 /* Strings in our snapshots are our own heap copies, except the shared
  * empty string that mc__*__init leaves in a field not yet filled (load
  * below may stop half-way through a message). */
-static void
-free_str(char *s)
+void
+mc_directory_free_str(char *s)
 {
 	if (s != NULL && s != protobuf_c_empty_string)
 		free(s);
+}
+
+void
+mc_directory_free_secret(char *s)
+{
+	if (s != NULL && s != protobuf_c_empty_string) {
+		mc_wipe(s, strlen(s));
+		free(s);
+	}
 }
 
 /* Frees snapshots built by mc_directory_to_snapshot and by load below. */
@@ -870,7 +889,7 @@ mc_directory_snapshot_free(Mc__Snapshot **snapp)
 	for (i = 0; i < snap->n_domains; i++) {
 		if (snap->domains[i] == NULL)
 			continue;
-		free_str(snap->domains[i]->name);
+		mc_directory_free_str(snap->domains[i]->name);
 		free(snap->domains[i]);
 	}
 	for (i = 0; i < snap->n_accounts; i++) {
@@ -878,16 +897,10 @@ mc_directory_snapshot_free(Mc__Snapshot **snapp)
 
 		if (a == NULL)
 			continue;
-		free_str(a->local_part);
-		free_str(a->domain);
-		if (a->password_hash != NULL &&
-		    a->password_hash != protobuf_c_empty_string)
-			mc_wipe(a->password_hash, strlen(a->password_hash));
-		free_str(a->password_hash);
-		if (a->scram_sha256 != NULL &&
-		    a->scram_sha256 != protobuf_c_empty_string)
-			mc_wipe(a->scram_sha256, strlen(a->scram_sha256));
-		free_str(a->scram_sha256);
+		mc_directory_free_str(a->local_part);
+		mc_directory_free_str(a->domain);
+		mc_directory_free_secret(a->password_hash);
+		mc_directory_free_secret(a->scram_sha256);
 		free(a);
 	}
 	for (i = 0; i < snap->n_aliases; i++) {
@@ -895,10 +908,10 @@ mc_directory_snapshot_free(Mc__Snapshot **snapp)
 
 		if (a == NULL)
 			continue;
-		free_str(a->local_part);
-		free_str(a->domain);
+		mc_directory_free_str(a->local_part);
+		mc_directory_free_str(a->domain);
 		for (j = 0; j < a->n_destinations; j++)
-			free_str(a->destinations[j]);
+			mc_directory_free_str(a->destinations[j]);
 		free(a->destinations);
 		free(a);
 	}
@@ -907,10 +920,11 @@ mc_directory_snapshot_free(Mc__Snapshot **snapp)
 
 		if (o == NULL)
 			continue;
-		free_str(o->node_name);
-		free_str(o->lmtp_address);
+		mc_directory_free_str(o->node_name);
+		mc_directory_free_str(o->lmtp_address);
 		free(o);
 	}
+	mc_directory_egress_snapshot_free(snap);
 	free(snap->domains);
 	free(snap->accounts);
 	free(snap->aliases);

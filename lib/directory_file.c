@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "directory_private.h"
 #include "error.h"
 #include "fileio.h"
 #include "mem.h"
@@ -105,6 +106,93 @@ shard_json(json_t *arr, const Mc__ShardOwner *o)
 	       set_str(obj, "lmtp_address", o->lmtp_address);
 }
 
+static const char *const route_kinds[] = {"", "smarthost", "mx"};
+static const char *const route_tls_modes[] = {"none", "starttls", "implicit"};
+static const char *const dkim_algs[] = {"", "rsa", "ed25519"};
+
+static bool
+route_json(json_t *arr, const Mc__Route *r)
+{
+	json_t *o = json_object();
+
+	return append_new(arr, o) && set_uint(o, "id", r->id) &&
+	       set_str(o, "name", r->name) &&
+	       set_str(o, "kind", route_kinds[r->kind == MC__ROUTE_KIND__ROUTE_KIND_MX
+	                                              ? 2 : 1]) &&
+	       set_str(o, "host", r->host) && set_uint(o, "port", r->port) &&
+	       set_str(o, "tls", route_tls_modes[(unsigned)r->tls <= 2 ? r->tls : 1]) &&
+	       set_str(o, "auth_user", r->auth_user) &&
+	       set_str(o, "secret_env", r->secret_env) &&
+	       set_str(o, "secret_file", r->secret_file) &&
+	       json_object_set_new(o, "default", json_boolean(r->is_default)) == 0 &&
+	       json_object_set_new(o, "created_at", json_integer(r->created_at)) == 0;
+}
+
+static bool
+rule_json(json_t *arr, const Mc__RouteRule *r)
+{
+	json_t *o = json_object();
+
+	return append_new(arr, o) && set_uint(o, "id", r->id) &&
+	       set_str(o, "domain", r->domain) && set_uint(o, "route_id", r->route_id) &&
+	       set_str(o, "route", r->route) &&
+	       json_object_set_new(o, "created_at", json_integer(r->created_at)) == 0;
+}
+
+static bool
+dkim_json(json_t *arr, const Mc__DkimKey *k)
+{
+	json_t *o = json_object();
+	bool ok = append_new(arr, o) && set_uint(o, "id", k->id) &&
+	          set_uint(o, "domain_id", k->domain_id) &&
+	          set_str(o, "domain", k->domain) &&
+	          set_str(o, "selector", k->selector) &&
+	          set_str(o, "alg", dkim_algs[k->alg == MC__DKIM_ALG__DKIM_ALG_ED25519
+	                                              ? 2 : 1]) &&
+	          set_uint(o, "bits", k->bits) &&
+	          set_str(o, "public_b64", k->public_b64) &&
+	          json_object_set_new(o, "active", json_boolean(k->active)) == 0 &&
+	          json_object_set_new(o, "created_at", json_integer(k->created_at)) == 0;
+
+	/* Only relays hold private keys: the key is absent elsewhere. */
+	if (k->private_pem != NULL && k->private_pem[0] != '\0')
+		ok = ok && set_str(o, "private_pem", k->private_pem);
+	return ok;
+}
+
+/* Overwrite the private keys held by the JSON tree (jansson frees its
+ * strings without clearing them). */
+static void
+wipe_json_secrets(json_t *root)
+{
+	json_t *arr = json_object_get(root, "dkim_keys"), *o;
+	size_t i;
+
+	json_array_foreach(arr, i, o) {
+		json_t *pem = json_object_get(o, "private_pem");
+
+		if (json_is_string(pem))
+			mc_wipe((char *)json_string_value(pem), json_string_length(pem));
+	}
+}
+
+static bool
+egress_json(json_t *root, const Mc__Snapshot *snap)
+{
+	json_t *routes = json_array(), *rules = json_array(), *keys = json_array();
+	bool ok = json_object_set_new(root, "routes", routes) == 0 &&
+	          json_object_set_new(root, "route_rules", rules) == 0 &&
+	          json_object_set_new(root, "dkim_keys", keys) == 0;
+
+	for (size_t i = 0; ok && i < snap->n_routes; i++)
+		ok = route_json(routes, snap->routes[i]);
+	for (size_t i = 0; ok && i < snap->n_route_rules; i++)
+		ok = rule_json(rules, snap->route_rules[i]);
+	for (size_t i = 0; ok && i < snap->n_dkim_keys; i++)
+		ok = dkim_json(keys, snap->dkim_keys[i]);
+	return ok;
+}
+
 /* NULL when a value cannot be represented (see set_uint, set_str). */
 static json_t *
 snapshot_json(const Mc__Snapshot *snap)
@@ -135,7 +223,9 @@ snapshot_json(const Mc__Snapshot *snap)
 		ok = alias_json(als, snap->aliases[i]);
 	for (i = 0; ok && i < snap->n_shards; i++)
 		ok = shard_json(shs, snap->shards[i]);
+	ok = ok && egress_json(root, snap);
 	if (!ok) {
+		wipe_json_secrets(root);
 		json_decref(root);
 		return NULL;
 	}
@@ -225,6 +315,8 @@ write_tmp(json_t *root, const char *tmp, const char **error_r)
 fail:
 	if (w->fd >= 0)
 		close(w->fd);
+	/* The buffer held the file's text, private keys included. */
+	mc_wipe(w, sizeof(*w));
 	free(w);
 	return ret;
 }
@@ -262,6 +354,8 @@ mc_directory_save(const struct mc_directory *dir, const char *path,
 	}
 	ret = 0;
 fail:
+	if (root != NULL)
+		wipe_json_secrets(root);
 	json_decref(root);
 	free(tmp);
 	return ret;
@@ -489,6 +583,170 @@ parse_shards(json_t *root, Mc__Snapshot *snap, const char **error_r)
 	return 0;
 }
 
+/* A string of the table, as its index; -1 (error_r set) otherwise. */
+static int
+get_enum(json_t *obj, const char *where, const char *key,
+         const char *const *names, size_t n, int *v_r, const char **error_r)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	for (size_t i = 0; s != NULL && i < n; i++)
+		if (names[i][0] != '\0' && strcmp(s, names[i]) == 0) {
+			*v_r = (int)i;
+			return 0;
+		}
+	*error_r = mc_errorf("%s: \"%s\" is missing or not a known value", where, key);
+	return -1;
+}
+
+static int
+get_bool(json_t *obj, const char *where, const char *key, protobuf_c_boolean *v_r,
+         const char **error_r)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_boolean(v)) {
+		*error_r = mc_errorf("%s: \"%s\" must be true or false", where, key);
+		return -1;
+	}
+	*v_r = json_is_true(v);
+	return 0;
+}
+
+static int
+get_time(json_t *obj, const char *where, int64_t *v_r, const char **error_r)
+{
+	json_t *v = json_object_get(obj, "created_at");
+
+	if (!json_is_integer(v)) {
+		*error_r = mc_errorf("%s: \"created_at\" must be an integer", where);
+		return -1;
+	}
+	*v_r = json_integer_value(v);
+	return 0;
+}
+
+static int
+parse_route(json_t *o, const char *where, Mc__Route *r, const char **error_r)
+{
+	uint64_t port = 0;
+	int kind = 0, tls = 0;
+
+	if (!json_is_object(o)) {
+		*error_r = mc_errorf("%s: must be an object", where);
+		return -1;
+	}
+	if (get_id(o, where, "id", &r->id, error_r) < 0 ||
+	    get_str(o, where, "name", true, &r->name, error_r) < 0 ||
+	    get_enum(o, where, "kind", route_kinds, 3, &kind, error_r) < 0 ||
+	    get_str(o, where, "host", true, &r->host, error_r) < 0 ||
+	    get_uint(o, where, "port", 65535, &port, error_r) < 0 ||
+	    get_enum(o, where, "tls", route_tls_modes, 3, &tls, error_r) < 0 ||
+	    get_str(o, where, "auth_user", true, &r->auth_user, error_r) < 0 ||
+	    get_str(o, where, "secret_env", true, &r->secret_env, error_r) < 0 ||
+	    get_str(o, where, "secret_file", true, &r->secret_file, error_r) < 0 ||
+	    get_bool(o, where, "default", &r->is_default, error_r) < 0 ||
+	    get_time(o, where, &r->created_at, error_r) < 0)
+		return -1;
+	r->kind = (Mc__RouteKind)kind;
+	r->tls = (Mc__RouteTls)tls;
+	r->port = (uint32_t)port;
+	/* A secret reference that is not one could make a relay read
+	 * something else: refuse the file rather than guess. */
+	if (!mc_directory_route_name_valid(r->name) ||
+	    (r->secret_env[0] != '\0' && !mc_directory_env_name_valid(r->secret_env)) ||
+	    (r->secret_file[0] != '\0' &&
+	     !mc_directory_secret_path_valid(r->secret_file))) {
+		*error_r = mc_errorf("%s: invalid name or secret reference", where);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_rule(json_t *o, const char *where, Mc__RouteRule *r, const char **error_r)
+{
+	if (!json_is_object(o)) {
+		*error_r = mc_errorf("%s: must be an object", where);
+		return -1;
+	}
+	return get_id(o, where, "id", &r->id, error_r) < 0 ||
+	                       get_str(o, where, "domain", true, &r->domain, error_r) < 0 ||
+	                       get_id(o, where, "route_id", &r->route_id, error_r) < 0 ||
+	                       get_str(o, where, "route", true, &r->route, error_r) < 0 ||
+	                       get_time(o, where, &r->created_at, error_r) < 0
+	               ? -1
+	               : 0;
+}
+
+static int
+parse_dkim(json_t *o, const char *where, Mc__DkimKey *k, const char **error_r)
+{
+	uint64_t bits = 0;
+	int alg = 0;
+
+	if (!json_is_object(o)) {
+		*error_r = mc_errorf("%s: must be an object", where);
+		return -1;
+	}
+	if (get_id(o, where, "id", &k->id, error_r) < 0 ||
+	    get_id(o, where, "domain_id", &k->domain_id, error_r) < 0 ||
+	    get_str(o, where, "domain", true, &k->domain, error_r) < 0 ||
+	    get_str(o, where, "selector", true, &k->selector, error_r) < 0 ||
+	    get_enum(o, where, "alg", dkim_algs, 3, &alg, error_r) < 0 ||
+	    get_uint(o, where, "bits", UINT32_MAX, &bits, error_r) < 0 ||
+	    get_str(o, where, "private_pem", false, &k->private_pem, error_r) < 0 ||
+	    get_str(o, where, "public_b64", true, &k->public_b64, error_r) < 0 ||
+	    get_bool(o, where, "active", &k->active, error_r) < 0 ||
+	    get_time(o, where, &k->created_at, error_r) < 0)
+		return -1;
+	k->alg = (Mc__DkimAlg)alg;
+	k->bits = (uint32_t)bits;
+	if (!mc_directory_dkim_selector_valid(k->selector)) {
+		*error_r = mc_errorf("%s: invalid selector", where);
+		return -1;
+	}
+	return 0;
+}
+
+/* Each kind's array allocates, initialises and stores every element
+ * before parsing it (see parse_shard). The arrays came with egress: a
+ * file written before has none. */
+#define PARSE_ARRAY(root, key, snap, field, type, init, parse)                    \
+	do {                                                                     \
+		json_t *arr_ = json_object_get(root, key);                       \
+		char where_[64];                                                 \
+                                                                                 \
+		if (arr_ == NULL)                                                \
+			break;                                                   \
+		if (!json_is_array(arr_)) {                                      \
+			*error_r = "\"" key "\" must be an array";               \
+			return -1;                                               \
+		}                                                                \
+		(snap)->n_##field = json_array_size(arr_);                       \
+		(snap)->field = mc_calloc((snap)->n_##field + 1, sizeof(type *)); \
+		for (size_t i_ = 0; i_ < (snap)->n_##field; i_++) {              \
+			(snap)->field[i_] = mc_malloc(sizeof(type));             \
+			init((snap)->field[i_]);                                 \
+			snprintf(where_, sizeof(where_), key "[%zu]", i_);       \
+			if (parse(json_array_get(arr_, i_), where_,              \
+			          (snap)->field[i_], error_r) < 0)               \
+				return -1;                                       \
+		}                                                                \
+	} while (0)
+
+static int
+parse_egress(json_t *root, Mc__Snapshot *snap, const char **error_r)
+{
+	PARSE_ARRAY(root, "routes", snap, routes, Mc__Route, mc__route__init,
+	            parse_route);
+	PARSE_ARRAY(root, "route_rules", snap, route_rules, Mc__RouteRule,
+	            mc__route_rule__init, parse_rule);
+	PARSE_ARRAY(root, "dkim_keys", snap, dkim_keys, Mc__DkimKey,
+	            mc__dkim_key__init, parse_dkim);
+	return 0;
+}
+
 static Mc__Snapshot *
 json_snapshot(json_t *root, const char **error_r)
 {
@@ -544,7 +802,8 @@ json_snapshot(json_t *root, const char **error_r)
 		                error_r) < 0)
 			goto fail;
 	}
-	if (parse_shards(root, snap, error_r) < 0)
+	if (parse_shards(root, snap, error_r) < 0 ||
+	    parse_egress(root, snap, error_r) < 0)
 		goto fail;
 	return snap;
 fail:
@@ -578,6 +837,7 @@ mc_directory_load(struct mc_directory *dir, const char *path,
 		return -1;
 	}
 	snap = json_snapshot(root, error_r);
+	wipe_json_secrets(root);
 	json_decref(root);
 	if (snap == NULL) {
 		*error_r = mc_errorf("%s: %s", path, *error_r);

@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <string.h>
 
-static int
-b64_value(unsigned char c)
+int
+mc_mime_base64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -47,7 +47,7 @@ mc_mime_decode_base64(struct mc_strbuf *out, const char *s, size_t n)
 	mc_strbuf_reserve(out, n / 4 * 3 + 3);
 	o = out->data + out->len;
 	for (size_t i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)s[i]);
+		int v = mc_mime_base64_value((unsigned char)s[i]);
 
 		if (s[i] == '=') {
 			bits = 0;

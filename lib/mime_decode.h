@@ -8,6 +8,8 @@
 
 #include "strbuf.h"
 
+/* The value of a base64 alphabet character (RFC 4648), -1 for others. */
+int mc_mime_base64_value(unsigned char c);
 void mc_mime_decode_base64(struct mc_strbuf *out, const char *s, size_t n);
 void mc_mime_decode_qp(struct mc_strbuf *out, const char *s, size_t n);
 

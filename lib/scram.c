@@ -23,6 +23,7 @@
 
 #include "error.h"
 #include "mem.h"
+#include "mime_decode.h"
 
 #define KEY_LEN 32 /* SHA-256 */
 #define TEST_NONCE_MAX 64
@@ -94,22 +95,6 @@ b64_encode(const unsigned char *in, size_t n, char *out)
 	return o;
 }
 
-static int
-b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Decode len chars into out (at most cap bytes). -1 for anything that is
  * not canonical base64 or does not fit. */
 static int
@@ -128,7 +113,7 @@ b64_decode(const char *in, size_t len, unsigned char *out, size_t cap,
 		if (last && in[i + 3] == '=')
 			pad = in[i + 2] == '=' ? 2 : 1;
 		for (size_t k = 0; k < 4 - pad; k++) {
-			int v = b64_value(in[i + k]);
+			int v = mc_mime_base64_value((unsigned char)in[i + k]);
 
 			if (v < 0)
 				return -1;

@@ -178,6 +178,8 @@ command_finished(struct imap_sess *s)
 {
 	s->busy = false;
 	mc_pool_free(&s->pool);
+	if (s->closing)
+		return;
 	if (s->state == IMAP_LOGOUT) {
 		sess_close(s);
 		return;

@@ -1,14 +1,10 @@
 /* LMTP delivery into the mailbox store; see lmtp.h.
  *
- * One message's way after the final dot, every step answering each
- * recipient with a 4xx when it fails, so the relay keeps the message:
- *   1. worker thread: SHA-256 of the blob (its key), the parsed envelope
- *      (lib/imf) and MIME structure (lib/mime) for IMAP;
- *   2. loop: the blob store put (write-once, content-addressed);
- *   3. loop: each recipient's shard lease is checked again (the epoch to
- *      fence with is taken now, not at RCPT time);
- *   4. store pool: one fenced transaction per recipient;
- *   5. loop: the replies, in RCPT order. */
+ * Recipients are checked at RCPT (an account of the directory whose shard
+ * we hold); after the final dot the message takes the way of every local
+ * delivery (node/deliver.h: blob put, lease check, one fenced store
+ * transaction per recipient) and each recipient gets its reply, in RCPT
+ * order, from its own result. */
 #include "lmtp.h"
 
 #include <inttypes.h>
@@ -17,11 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "deliver.h"
 #include "directory.h"
 #include "error.h"
 #include "log.h"
 #include "mem.h"
-#include "message.h"
 #include "smtp_server.h"
 
 struct node_lmtp {
@@ -32,21 +28,10 @@ struct node_lmtp {
 	void *done_arg;
 };
 
-struct lmtp_rcpt {
-	char *address;
-	uint64_t account_id;
-	uint32_t shard;
-	uint64_t epoch; /* 0: no lease at delivery time */
-	uint64_t quota_bytes; /* 0: unlimited */
-	enum node_store_result result;
-	uint64_t uid;
-	char error[200];
-};
-
 /* Per session: the transaction being received. */
 struct lmtp_sess {
 	struct node_lmtp *lmtp;
-	struct lmtp_rcpt *rcpts;
+	struct node_deliver_target *rcpts;
 	size_t rcpt_count, rcpt_cap;
 	char *buf; /* Return-Path line + content */
 	size_t len, cap;
@@ -56,20 +41,14 @@ struct lmtp_sess {
 struct lmtp_job {
 	struct node_lmtp *lmtp;
 	struct mc_smtp_session *session;
-	struct lmtp_rcpt *rcpts;
+	struct node_deliver_target *rcpts;
 	size_t rcpt_count;
 	char *blob;
 	size_t len;
-	char key[MC_BLOB_KEY_LEN + 1];
-	char *envelope_json;
-	char *bodystructure_json;
-	int64_t internaldate;
-	uv_work_t work;
-	char error[200]; /* a failure for every recipient, "" if none */
 };
 
 static void
-rcpts_free(struct lmtp_rcpt *rcpts, size_t n)
+rcpts_free(struct node_deliver_target *rcpts, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(rcpts[i].address);
@@ -122,7 +101,7 @@ on_rcpt(struct mc_smtp_session *s, void *ctx, const struct mc_smtp_path *to,
 	struct lmtp_sess *ls = mc_smtp_session_user(s);
 	const struct mc_directory *dir = mc_cfgsync_directory(lmtp->set.sync);
 	const struct mc_dir_account *acc = mc_directory_account(dir, to->mailbox);
-	struct lmtp_rcpt *r;
+	struct node_deliver_target *r;
 	uint64_t epoch;
 	char text[160];
 
@@ -176,17 +155,19 @@ on_data_content(struct mc_smtp_session *s, void *ctx, const void *data,
 	buf_append(mc_smtp_session_user(s), data, len);
 }
 
-/* ---- the end of data: blob, leases, store, replies ---- */
+/* ---- the end of data: store, then one reply per recipient ---- */
 
 static void
-job_reply_and_free(struct lmtp_job *job)
+delivered(void *arg, const char *key, const char *error)
 {
+	struct lmtp_job *job = arg;
+
 	for (size_t i = 0; i < job->rcpt_count; i++) {
-		struct lmtp_rcpt *r = &job->rcpts[i];
+		struct node_deliver_target *r = &job->rcpts[i];
 		char text[320];
 
-		if (job->error[0] != '\0') {
-			mc_smtp_session_reply(job->session, 451, "4.3.0", job->error);
+		if (error != NULL) {
+			mc_smtp_session_reply(job->session, 451, "4.3.0", error);
 			continue;
 		}
 		switch (r->result) {
@@ -197,7 +178,7 @@ job_reply_and_free(struct lmtp_job *job)
 			         r->result == NODE_STORE_DUPLICATE ? " (already delivered)" : "");
 			mc_info("lmtp delivered session=%s rcpt=%s uid=%" PRIu64
 			        " blob=%.16s dup=%d",
-			        mc_smtp_session_id(job->session), r->address, r->uid, job->key,
+			        mc_smtp_session_id(job->session), r->address, r->uid, key,
 			        r->result == NODE_STORE_DUPLICATE);
 			mc_smtp_session_reply(job->session, 250, "2.0.0", text);
 			if (job->lmtp->set.delivered != NULL)
@@ -224,103 +205,7 @@ job_reply_and_free(struct lmtp_job *job)
 	}
 	rcpts_free(job->rcpts, job->rcpt_count);
 	free(job->blob);
-	free(job->envelope_json);
-	free(job->bodystructure_json);
 	free(job);
-}
-
-/* Store pool worker: one fenced transaction per recipient. */
-static void
-store_job(struct node_store *store, const char *error, void *arg)
-{
-	struct lmtp_job *job = arg;
-
-	for (size_t i = 0; i < job->rcpt_count; i++) {
-		struct lmtp_rcpt *r = &job->rcpts[i];
-		char delivery_id[MC_BLOB_KEY_LEN + 32];
-		struct node_delivery d = {
-		        .account_id = r->account_id, .shard = r->shard, .epoch = r->epoch,
-		        .mailbox = "INBOX", .blob_sha256 = job->key, .size = job->len,
-		        .internaldate = job->internaldate, .delivery_id = delivery_id,
-		        .envelope_json = job->envelope_json,
-		        .bodystructure_json = job->bodystructure_json,
-		        .quota_bytes = r->quota_bytes,
-		};
-		const char *err = NULL;
-
-		if (r->epoch == 0)
-			continue; /* result already FENCED */
-		if (store == NULL) {
-			r->result = NODE_STORE_TEMPFAIL;
-			snprintf(r->error, sizeof(r->error), "%s", error);
-			continue;
-		}
-		snprintf(delivery_id, sizeof(delivery_id), "%s/%" PRIu64, job->key,
-		         r->account_id);
-		r->result = node_store_deliver(store, &d, &r->uid, NULL, &err);
-		if (err != NULL && r->result != NODE_STORE_OK &&
-		    r->result != NODE_STORE_DUPLICATE)
-			snprintf(r->error, sizeof(r->error), "%s", err);
-	}
-}
-
-static void
-store_done(void *arg)
-{
-	job_reply_and_free(arg);
-}
-
-static void
-blob_put_done(void *arg, enum mc_blob_status status, const char *error)
-{
-	struct lmtp_job *job = arg;
-	struct node_lmtp *lmtp = job->lmtp;
-
-	if (status != MC_BLOB_OK) {
-		mc_warn("lmtp blob store failed session=%s error=\"%s\"",
-		        mc_smtp_session_id(job->session), error);
-		snprintf(job->error, sizeof(job->error), "Message store unavailable, try again");
-		job_reply_and_free(job);
-		return;
-	}
-	/* The epoch to fence with is the one held now. */
-	for (size_t i = 0; i < job->rcpt_count; i++) {
-		struct lmtp_rcpt *r = &job->rcpts[i];
-
-		if (!mc_cfgsync_shard_epoch(lmtp->set.sync, r->shard, &r->epoch)) {
-			r->epoch = 0;
-			r->result = NODE_STORE_FENCED;
-			snprintf(r->error, sizeof(r->error), "lease of shard %u lost", r->shard);
-		}
-	}
-	node_store_pool_run(lmtp->set.store, store_job, store_done, job);
-}
-
-/* Worker thread: the blob's key, and the envelope and MIME structure
- * IMAP answers FETCH from without reading the blob. */
-static void
-hash_work(uv_work_t *w)
-{
-	struct lmtp_job *job = w->data;
-
-	node_message_analyze(job->blob, job->len, job->key, &job->envelope_json,
-	                     &job->bodystructure_json);
-}
-
-static void
-hash_done(uv_work_t *w, int status)
-{
-	struct lmtp_job *job = w->data;
-	const char *err = NULL;
-
-	(void)status;
-	if (mc_blob_put(job->lmtp->set.blob, job->key, job->blob, job->len,
-	                blob_put_done, job, &err) < 0) {
-		mc_warn("lmtp blob store refused session=%s error=\"%s\"",
-		        mc_smtp_session_id(job->session), err);
-		snprintf(job->error, sizeof(job->error), "Message store busy, try again");
-		job_reply_and_free(job);
-	}
 }
 
 static void
@@ -329,6 +214,10 @@ on_data_end(struct mc_smtp_session *s, void *ctx)
 	struct node_lmtp *lmtp = ctx;
 	struct lmtp_sess *ls = mc_smtp_session_user(s);
 	struct lmtp_job *job = mc_malloc(sizeof(*job));
+	struct node_deliver_services svc = {
+	        .sync = lmtp->set.sync, .blob = lmtp->set.blob, .store = lmtp->set.store,
+	};
+	struct node_deliver_request req;
 
 	job->lmtp = lmtp;
 	job->session = s;
@@ -336,14 +225,21 @@ on_data_end(struct mc_smtp_session *s, void *ctx)
 	job->rcpt_count = ls->rcpt_count;
 	job->blob = ls->buf;
 	job->len = ls->len;
-	job->internaldate = (int64_t)time(NULL);
 	/* The job owns the transaction's data now. */
 	ls->rcpts = NULL;
 	ls->rcpt_count = ls->rcpt_cap = 0;
 	ls->buf = NULL;
 	ls->len = ls->cap = 0;
-	job->work.data = job;
-	uv_queue_work(lmtp->loop, &job->work, hash_work, hash_done);
+	/* Delivery id: blob key + account, so a redelivery of the same
+	 * message (the relay retrying after losing our reply) is stored
+	 * once. */
+	req = (struct node_deliver_request){
+	        .data = job->blob, .len = job->len,
+	        .targets = job->rcpts, .target_count = job->rcpt_count,
+	        .internaldate = (int64_t)time(NULL),
+	        .log_id = mc_smtp_session_id(s),
+	};
+	node_deliver_start(lmtp->loop, &svc, &req, delivered, job);
 }
 
 static void

@@ -2,8 +2,9 @@
  * the directory with password hashes, and the shard leases it holds) and,
  * when lmtp_listen is set, takes deliveries over LMTP into its mailbox
  * store (metadata in store_pg, bytes in the blob store); with imap_listen
- * (STARTTLS) and/or imaps_listen (implicit TLS) it serves IMAP clients.
- * Submission comes in a later issue. */
+ * (STARTTLS) and/or imaps_listen (implicit TLS) it serves IMAP clients;
+ * with submission_listen (STARTTLS) and/or submissions_listen (implicit
+ * TLS) it takes mail from clients (node/submission.h). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "lmtp.h"
 #include "log.h"
 #include "store_pool.h"
+#include "submission.h"
 
 static const char *const node_keys[] = {
         "name", "control_url", "publish_url", "node_token_file", "state_dir",
@@ -25,7 +27,11 @@ static const char *const node_keys[] = {
         "store_pg", "store_connections", "blob_url", "s3_endpoint",
         "s3_region", "s3_access_key_file", "s3_secret_key_file",
         "s3_virtual_host", "imap_listen", "imaps_listen",
-        "imap_tls_cert_file", "imap_tls_key_file", "imap_max_sessions", "blob_cache_bytes", NULL,
+        "imap_tls_cert_file", "imap_tls_key_file", "imap_max_sessions", "blob_cache_bytes",
+        "submission_listen", "submissions_listen", "submission_tls_cert_file",
+        "submission_tls_key_file", "submission_max_sessions", "submission_relay",
+        "submission_relay_tls", "submission_relay_cert_file",
+        "submission_relay_key_file", "submission_relay_ca_file", NULL,
 };
 
 struct node {
@@ -35,6 +41,7 @@ struct node {
 	struct node_store_pool *store;
 	struct node_lmtp *lmtp;
 	struct node_imap *imap;
+	struct node_submission *submission;
 	struct node_auth *auth;
 	uint64_t max_message;
 	char hostname[256];
@@ -50,13 +57,14 @@ node_directory_changed(const struct mc_directory *dir, void *ctx)
 	        mc_directory_alias_count(dir));
 }
 
-/* Once IMAP and LMTP are down (nothing in flight), the rest goes. */
+/* Once IMAP, LMTP and submission are down (nothing in flight), the rest
+ * goes. */
 static void
 services_closed(void *arg)
 {
 	struct node *n = arg;
 
-	if (n->imap != NULL || n->lmtp != NULL)
+	if (n->imap != NULL || n->lmtp != NULL || n->submission != NULL)
 		return;
 	node_store_pool_close(&n->store);
 	node_auth_free(&n->auth);
@@ -83,14 +91,25 @@ lmtp_closed(void *arg)
 }
 
 static void
+submission_closed(void *arg)
+{
+	struct node *n = arg;
+
+	n->submission = NULL;
+	services_closed(n);
+}
+
+static void
 node_stop(void *ctx)
 {
 	struct node *n = ctx;
 
-	if (n->imap == NULL && n->lmtp == NULL) {
+	if (n->imap == NULL && n->lmtp == NULL && n->submission == NULL) {
 		services_closed(n);
 		return;
 	}
+	if (n->submission != NULL)
+		node_submission_close(n->submission, submission_closed, n);
 	if (n->imap != NULL)
 		node_imap_close(n->imap, imap_closed, n);
 	if (n->lmtp != NULL)
@@ -177,9 +196,10 @@ stores_open(struct node *n, const char **error_r)
 	return 0;
 }
 
-/* A delivery changed an account's INBOX: idling IMAP sessions look. */
+/* A delivery (LMTP, submission) changed an account's INBOX: idling IMAP
+ * sessions look. */
 static void
-lmtp_delivered(uint64_t account_id, void *ctx)
+inbox_changed(uint64_t account_id, void *ctx)
 {
 	struct node *n = ctx;
 
@@ -200,7 +220,7 @@ lmtp_start(struct node *n, const char *listen, const char **error_r)
 	ls.max_message = n->max_message;
 	ls.blob = n->blob;
 	ls.store = n->store;
-	ls.delivered = lmtp_delivered;
+	ls.delivered = inbox_changed;
 	ls.delivered_ctx = n;
 	return node_lmtp_start(n->daemon.loop, &ls, &n->lmtp, error_r);
 }
@@ -231,6 +251,42 @@ imap_start(struct node *n, const char **error_r)
 	return node_imap_start(n->daemon.loop, &is, &n->imap, error_r);
 }
 
+/* Submission for clients: STARTTLS and implicit-TLS listeners, the IMAP
+ * certificate unless one of its own is given, the relay for the rest. */
+static int
+submission_start(struct node *n, const char **error_r)
+{
+	const struct mc_config *cfg = n->daemon.cfg;
+	uint64_t max_sessions;
+	struct node_submission_settings ss = {
+	        .listen = mc_config_get(cfg, "submission_listen", NULL),
+	        .listen_tls = mc_config_get(cfg, "submissions_listen", NULL),
+	        .cert_file = mc_config_get(cfg, "submission_tls_cert_file",
+	                                   mc_config_get(cfg, "imap_tls_cert_file", NULL)),
+	        .key_file = mc_config_get(cfg, "submission_tls_key_file",
+	                                  mc_config_get(cfg, "imap_tls_key_file", NULL)),
+	        .hostname = n->hostname,
+	        .max_message = n->max_message,
+	        .relay = mc_config_get(cfg, "submission_relay", NULL),
+	        .relay_tls = mc_config_get(cfg, "submission_relay_tls", NULL),
+	        .relay_cert_file = mc_config_get(cfg, "submission_relay_cert_file", NULL),
+	        .relay_key_file = mc_config_get(cfg, "submission_relay_key_file", NULL),
+	        .relay_ca_file = mc_config_get(cfg, "submission_relay_ca_file", NULL),
+	        .sync = n->sync,
+	        .blob = n->blob,
+	        .store = n->store,
+	        .auth = n->auth,
+	        .delivered = inbox_changed,
+	        .delivered_ctx = n,
+	};
+
+	if (mc_config_get_uint(cfg, "submission_max_sessions", 200, 1, 100000,
+	                       &max_sessions, error_r) < 0)
+		return -1;
+	ss.max_sessions = (unsigned)max_sessions;
+	return node_submission_start(n->daemon.loop, &ss, &n->submission, error_r);
+}
+
 static int
 node_start(struct node *n, const char **error_r)
 {
@@ -244,7 +300,7 @@ node_start(struct node *n, const char **error_r)
 	const char *hostname = mc_config_get(d->cfg, "hostname", NULL);
 	char *token = NULL;
 	int rv = -1;
-	bool imap;
+	bool imap, submission;
 
 	if (hostname != NULL)
 		snprintf(n->hostname, sizeof(n->hostname), "%s", hostname);
@@ -257,12 +313,16 @@ node_start(struct node *n, const char **error_r)
 	mc_secret_free(&token);
 	imap = mc_config_get(d->cfg, "imap_listen", NULL) != NULL ||
 	       mc_config_get(d->cfg, "imaps_listen", NULL) != NULL;
-	if (rv == 0 && (listen != NULL || imap))
+	submission = mc_config_get(d->cfg, "submission_listen", NULL) != NULL ||
+	             mc_config_get(d->cfg, "submissions_listen", NULL) != NULL;
+	if (rv == 0 && (listen != NULL || imap || submission))
 		rv = stores_open(n, error_r);
 	if (rv == 0 && listen != NULL)
 		rv = lmtp_start(n, listen, error_r);
 	if (rv == 0 && imap)
 		rv = imap_start(n, error_r);
+	if (rv == 0 && submission)
+		rv = submission_start(n, error_r);
 	return rv;
 }
 

@@ -13,7 +13,11 @@
  * Mailbox names are stored as the client gave them (modified UTF-7 or
  * UTF-8, hierarchy separator "/"); "INBOX" is matched case-insensitively
  * (callers pass it upper-cased). Every returned array and string is heap
- * memory owned by the caller, freed with the _free functions here. */
+ * memory owned by the caller, freed with the _free functions here.
+ *
+ * node/store_mailbox.c implements the mailboxes (list, status, usage,
+ * create, delete, rename, subscribe); node/store_imap.c the messages
+ * (select, changes, fetch, flags, expunge, copy/move). */
 #ifndef NODE_STORE_IMAP_H
 #define NODE_STORE_IMAP_H
 

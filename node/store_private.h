@@ -1,10 +1,12 @@
 /* Internals shared by the mailbox store's files (store.c: delivery and
- * defaults, store_imap.c: what the IMAP server needs): the connection,
- * the query helpers and the fenced write transaction. Not for callers of
- * the store; same thread rules as store.h. */
+ * defaults; for the IMAP server, store_mailbox.c: mailboxes, and
+ * store_imap.c: their messages): the connection, the query helpers, the
+ * fenced write transaction and the locked mailbox row. Not for callers
+ * of the store; same thread rules as store.h. */
 #ifndef NODE_STORE_PRIVATE_H
 #define NODE_STORE_PRIVATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
@@ -57,5 +59,64 @@ enum node_store_result node_store_check_quota(struct node_store *st,
                                               uint64_t adding,
                                               uint64_t quota_bytes,
                                               const char **error_r);
+
+/* ---- store_imap.c and store_mailbox.c ---- */
+
+struct node_mailbox;
+
+/* The columns node_store_read_mailbox reads, in its order. */
+#define NODE_STORE_MAILBOX_COLS                                                \
+	"id, name, special_use, subscribed, uidvalidity, uidnext,"             \
+	" highestmodseq"
+
+/* A mailbox a write transaction changes, locked. */
+struct node_store_locked {
+	char id[24];
+	uint64_t uidnext;
+	uint64_t modseq; /* the one this write gives: highestmodseq + 1 */
+	uint32_t uidvalidity;
+};
+
+/* store_imap.c. v in decimal, written into buf; returns buf. */
+const char *node_store_num(char buf[24], uint64_t v);
+/* The value at (row, col) as an unsigned number (0 when it is not one). */
+uint64_t node_store_u64(const PGresult *res, int row, int col);
+/* A heap copy of the value at (row, col) (free() it), NULL for SQL NULL. */
+char *node_store_str_or_null(const PGresult *res, int row, int col);
+
+/* store_imap.c. One read statement outside a transaction: OK with
+ * *res_r (PQclear it); NOTFOUND ("mailbox <what> does not exist" in
+ * error_r) when it returned no row, unless what is NULL; TEMPFAIL. */
+enum node_store_result node_store_read1(struct node_store *st, const char *sql,
+                                        int n, const char *const *params,
+                                        const char *what, PGresult **res_r,
+                                        const char **error_r);
+
+/* store_imap.c. Inside a fenced transaction: remove every message of the
+ * locked mailbox, each recorded as expunged with l->modseq, which the
+ * mailbox gets when any went. */
+enum node_store_result
+node_store_empty_mailbox(struct node_store *st,
+                         const struct node_store_locked *l,
+                         const char **error_r);
+
+/* store_mailbox.c. The NODE_STORE_MAILBOX_COLS of row into mb (its
+ * strings heap copies: node_mailbox_fini). */
+void node_store_read_mailbox(const PGresult *res, int row,
+                             struct node_mailbox *mb);
+
+/* store_mailbox.c. Inside a fenced transaction: lock mailbox id
+ * (checking it belongs to account_id unless that is 0) into *l. NOTFOUND
+ * when there is none, TEMPFAIL. */
+enum node_store_result node_store_lock_mailbox(struct node_store *st,
+                                               uint64_t id, uint64_t account_id,
+                                               struct node_store_locked *l,
+                                               const char **error_r);
+
+/* store_mailbox.c. Give the locked mailbox its new HIGHESTMODSEQ
+ * (l->modseq) and move its UIDNEXT past added new UIDs. */
+enum node_store_result node_store_bump(struct node_store *st,
+                                       const struct node_store_locked *l,
+                                       size_t added, const char **error_r);
 
 #endif

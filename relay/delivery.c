@@ -494,6 +494,11 @@ relay_delivery_start(uv_loop_t *loop, const struct relay_delivery_settings *set,
 		*error_r = "delivery: loop, queue and directory are required";
 		return -1;
 	}
+	if (set->egress && (set->dns == NULL || set->smarthost_tls == NULL ||
+	                    set->mx_tls == NULL)) {
+		*error_r = "delivery: egress needs a resolver and TLS contexts";
+		return -1;
+	}
 	if (!hostname_ok(set->hostname)) {
 		*error_r = "delivery: hostname must be 1..255 printable "
 		           "ASCII characters without spaces";
@@ -517,6 +522,11 @@ relay_delivery_start(uv_loop_t *loop, const struct relay_delivery_settings *set,
 	d->max_sessions_per_node = set->max_sessions_per_node
 	                                   ? set->max_sessions_per_node
 	                                   : DL_DEFAULT_SESSIONS_PER_NODE;
+	d->egress = set->egress;
+	d->dns = set->dns;
+	d->smarthost_tls = set->smarthost_tls;
+	d->mx_tls = set->mx_tls;
+	d->mx_port = set->mx_port ? set->mx_port : 25;
 	d->rand = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
 	          (uint64_t)(uintptr_t)d;
 	uv_timer_init(loop, &d->timer);

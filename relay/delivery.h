@@ -1,6 +1,8 @@
 /* The relay's delivery scheduler: takes the messages of the durable queue
  * (relay/queue.h) and hands each pending recipient over LMTP (RFC 2033)
- * to the mailbox node that owns its account's shard now, retrying
+ * to the mailbox node that owns its account's shard now, or - for other
+ * domains - over SMTP to the smarthost of its domain's route or to its
+ * domain's MX (egress, docs/egress.md), retrying
  * temporary failures with exponential backoff and turning permanent ones
  * (and recipients older than give_up_s) into failed recipients with a
  * DSN (RFC 3464) queued back to the sender. See docs/delivery.md.
@@ -24,6 +26,9 @@
 #include "directory.h"
 #include "queue.h"
 
+struct mc_dns;
+struct mc_tls_ctx;
+
 struct relay_delivery;
 
 struct relay_delivery_settings {
@@ -41,8 +46,24 @@ struct relay_delivery_settings {
 	uint64_t retry_max_ms;  /* cap of the delay; 0: 3600000 */
 	uint64_t give_up_s;     /* age after which a pending recipient
 	                           fails; 0: 5 days */
-	unsigned max_sessions;  /* LMTP sessions at once; 0: 20 */
-	unsigned max_sessions_per_node; /* 0: 5 */
+	unsigned max_sessions;  /* sessions at once, LMTP and SMTP; 0: 20 */
+	/* Sessions at once to one destination: a node, a smarthost route,
+	 * a recipient domain's MX; 0: 5. */
+	unsigned max_sessions_per_node;
+	/* Egress: recipients outside the cluster's domains go out by the
+	 * route of their domain (a smarthost) or to its MX. false: they
+	 * wait, and fail at give_up_s. */
+	bool egress;
+	/* For MX lookups and smarthost names; borrowed. Required with
+	 * egress. */
+	struct mc_dns *dns;
+	/* Client contexts, borrowed: smarthost_tls verifies the smarthost's
+	 * certificate against its name (STARTTLS or implicit TLS routes);
+	 * mx_tls is opportunistic (MX STARTTLS when offered). Required with
+	 * egress. */
+	struct mc_tls_ctx *smarthost_tls, *mx_tls;
+	/* The port of MX hosts; 0: 25. Tests use another. */
+	uint16_t mx_port;
 };
 
 /* Validate settings, start the startup scan of the queue

@@ -1,11 +1,11 @@
 /* One delivery attempt of one message (delivery_private.h): route each
- * due recipient with the directory as it is now (account -> shard ->
- * the owner's LMTP address), group them by destination into LMTP
- * sessions within the session limits, run the sessions on the message's
- * content fd, and apply every outcome to the envelope in memory: the
- * state, attempts, next attempt (exponential backoff with jitter),
- * last error and route note, plus a DSN entry for recipients that failed
- * for good. Writing the envelope back is delivery.c's job. */
+ * due recipient with the directory as it is now (delivery_route.c),
+ * group them by destination into sessions within the session limits -
+ * LMTP to a node, or SMTP out (delivery_egress.c) - run the sessions on
+ * the message's content fd, and apply every outcome to the envelope in
+ * memory: the state, attempts, next attempt (exponential backoff with
+ * jitter), last error and route note, plus a DSN entry for recipients
+ * that failed for good. Writing the envelope back is delivery.c's job. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,24 +22,6 @@
  * transaction (RFC 5321's minimum) and answers 452 beyond; more
  * recipients for one node go in further sessions. */
 #define DL_SESSION_RCPTS 100
-
-enum dl_route_kind {
-	DL_ROUTE_NODE,    /* deliver to ip:port */
-	DL_ROUTE_GONE,    /* no such account any more: 5.1.1 */
-	DL_ROUTE_WAITING, /* no route now: temporary */
-};
-
-struct dl_route {
-	enum dl_route_kind kind;
-	char note[DL_DEST_SIZE]; /* stored in rcpt->route */
-	char ip[MC_HOST_MAX + 1];
-	uint16_t port;
-	const char *node_name; /* the directory's, valid during the call */
-	uint64_t epoch;        /* the owner's lease epoch (DL_ROUTE_NODE) */
-	const char *enhanced;
-	char text[200];
-	bool long_retry; /* foreign domains: retry_max_ms, not backoff */
-};
 
 /* How one recipient's try ended, from a reply or a local decision. */
 struct dl_outcome {
@@ -76,101 +58,6 @@ dl_msg_due(const struct dl_msg *m)
 			due = r->next_attempt > 0 ? r->next_attempt : 0;
 	}
 	return due;
-}
-
-/* ---- routing ----------------------------------------------------------- */
-
-static void
-route_wait(struct dl_route *r, bool long_retry, const char *note,
-           const char *text)
-{
-	r->kind = DL_ROUTE_WAITING;
-	r->long_retry = long_retry;
-	r->enhanced = "4.4.0";
-	/* Notes are short ("shard:N", "egress"); the bound keeps gcc sure. */
-	snprintf(r->note, sizeof(r->note), "%s%.*s", DL_ROUTE_WAIT,
-	         (int)(sizeof(r->note) - sizeof(DL_ROUTE_WAIT)), note);
-	snprintf(r->text, sizeof(r->text), "%s", text);
-}
-
-static void
-route_rcpt(const struct mc_directory *dir, const char *address,
-           struct dl_route *r)
-{
-	const struct mc_dir_account *acct;
-	const struct mc_dir_shard *sh;
-	const char *at, *error;
-	unsigned char addr[16];
-	char note[DL_DEST_SIZE];
-
-	memset(r, 0, sizeof(*r));
-	if (dir == NULL) {
-		route_wait(r, false, "directory",
-		           "the relay has no directory yet");
-		return;
-	}
-	acct = mc_directory_account(dir, address);
-	if (acct == NULL) {
-		at = strrchr(address, '@');
-		if (at != NULL && mc_directory_has_domain(dir, at + 1)) {
-			r->kind = DL_ROUTE_GONE;
-			r->enhanced = "5.1.1";
-			snprintf(r->text, sizeof(r->text),
-			         "mailbox no longer exists");
-			return;
-		}
-		/* A foreign destination of an alias: egress comes later;
-		 * until then it waits (and fails only at give_up_s). */
-		route_wait(r, true, "egress",
-		           "outbound delivery is not configured yet");
-		return;
-	}
-	sh = mc_directory_shard(dir, acct->shard);
-	if (sh == NULL || sh->lmtp_address[0] == '\0') {
-		snprintf(note, sizeof(note), "shard:%u", (unsigned)acct->shard);
-		route_wait(r, false, note,
-		           mc_errorf("no mailbox node serves shard %u yet",
-		                     (unsigned)acct->shard));
-		return;
-	}
-	if (mc_hostport_parse(sh->lmtp_address, r->ip, &r->port, &error) < 0 ||
-	    (inet_pton(AF_INET, r->ip, addr) != 1 &&
-	     inet_pton(AF_INET6, r->ip, addr) != 1)) {
-		snprintf(note, sizeof(note), "shard:%u:%.200s",
-		         (unsigned)acct->shard, sh->lmtp_address);
-		route_wait(
-		        r, false, note,
-		        mc_errorf(
-		                "mailbox node %.64s has no usable LMTP address",
-		                sh->node_name));
-		return;
-	}
-	r->kind = DL_ROUTE_NODE;
-	r->node_name = sh->node_name;
-	r->epoch = sh->epoch;
-	snprintf(r->note, sizeof(r->note), "lmtp:%s", sh->lmtp_address);
-}
-
-void
-dl_rekick(struct dl_msg *m)
-{
-	const struct mc_directory *dir = m->d->directory(m->d->ctx);
-	struct dl_route route;
-
-	for (size_t i = 0; i < m->env->rcpt_count; i++) {
-		struct relay_queue_rcpt *r = &m->env->rcpts[i];
-
-		if (r->state != RELAY_QUEUE_PENDING || r->next_attempt == 0)
-			continue;
-		route_rcpt(dir, r->address, &route);
-		/* A new route, or the same node under a new lease epoch (the
-		 * shard was taken over, e.g. by the node's own restart after
-		 * it had answered 451): try again now. */
-		if (strcmp(route.note, r->route) != 0 ||
-		    (route.kind == DL_ROUTE_NODE && m->epochs != NULL &&
-		     m->epochs[i] != 0 && m->epochs[i] != route.epoch))
-			r->next_attempt = 0; /* kept in memory until written */
-	}
 }
 
 /* ---- outcomes ---------------------------------------------------------- */
@@ -337,29 +224,12 @@ sessions_free(struct dl_msg *m)
 
 	while ((s = m->sessions) != NULL) {
 		m->sessions = s->next;
+		dl_egress_free(&s->egress);
+		free(s->note);
 		free(s->node_name);
 		free(s->idx);
 		free(s);
 	}
-}
-
-/* Every recipient of s failed before the session could run. */
-static void
-session_local_fail(struct dl_session *s, const char *enhanced, const char *text)
-{
-	int64_t now = dl_now();
-	char note[DL_DEST_SIZE];
-	struct dl_outcome o = {
-	        .outcome = MC_SMTP_CLIENT_TEMPFAIL,
-	        .enhanced = enhanced,
-	        .text = text,
-	        .command = "",
-	        .note = note,
-	};
-
-	snprintf(note, sizeof(note), "lmtp:%s", s->node->dest);
-	for (size_t k = 0; k < s->count; k++)
-		apply(s->m, s->idx[k], &o, now);
 }
 
 static void
@@ -380,16 +250,41 @@ session_end(struct dl_session *s)
 	dl_schedule(d); /* slots are free */
 }
 
+/* Every recipient of s gets one outcome decided here. */
 static void
-session_done(const struct mc_smtp_client_result *res, void *ctx)
+session_local_apply(struct dl_session *s, enum mc_smtp_client_outcome outcome,
+                    const char *enhanced, const char *text, const char *remote)
 {
-	struct dl_session *s = ctx;
+	int64_t now = dl_now();
+	struct dl_outcome o = {
+	        .outcome = outcome,
+	        .enhanced = enhanced,
+	        .text = text,
+	        .command = "",
+	        .remote = remote,
+	        .note = s->note,
+	};
+
+	for (size_t k = 0; k < s->count; k++)
+		apply(s->m, s->idx[k], &o, now);
+}
+
+void
+dl_session_local(struct dl_session *s, enum mc_smtp_client_outcome outcome,
+                 const char *enhanced, const char *text, const char *remote)
+{
+	/* Shutting down is not the recipients' failure. */
+	if (!s->aborted)
+		session_local_apply(s, outcome, enhanced, text, remote);
+	session_end(s);
+}
+
+void
+dl_session_result(struct dl_session *s, const struct mc_smtp_client_result *res)
+{
 	struct dl_msg *m = s->m;
 	int64_t now = dl_now();
-	char note[DL_DEST_SIZE];
 
-	s->client = NULL;
-	snprintf(note, sizeof(note), "lmtp:%s", s->node->dest);
 	for (size_t k = 0; k < s->count && k < res->rcpt_count; k++) {
 		const struct mc_smtp_client_rcpt_result *rr = &res->rcpts[k];
 		struct dl_outcome o = {
@@ -399,7 +294,7 @@ session_done(const struct mc_smtp_client_result *res, void *ctx)
 		        .text = rr->text,
 		        .command = rr->command,
 		        .remote = res->remote,
-		        .note = note,
+		        .note = s->note,
 		};
 
 		/* Shutting down is not the recipient's failure: it keeps
@@ -412,6 +307,15 @@ session_done(const struct mc_smtp_client_result *res, void *ctx)
 	session_end(s);
 }
 
+static void
+session_done(const struct mc_smtp_client_result *res, void *ctx)
+{
+	struct dl_session *s = ctx;
+
+	s->client = NULL;
+	dl_session_result(s, res);
+}
+
 static const char *
 ret_name(enum relay_queue_dsn_ret ret)
 {
@@ -420,22 +324,13 @@ ret_name(enum relay_queue_dsn_ret ret)
 	                                     : NULL;
 }
 
-static void
-session_start(struct dl_session *s)
+void
+dl_session_message(const struct dl_session *s, struct mc_smtp_client_rcpt *rcpts,
+                   struct mc_smtp_client_message *msg)
 {
-	struct dl_msg *m = s->m;
-	const struct relay_queue_envelope *env = m->env;
-	struct mc_smtp_client_rcpt *rcpts = mc_calloc(s->count, sizeof(*rcpts));
-	struct mc_smtp_client_settings set = {
-	        .protocol = MC_SMTP_CLIENT_LMTP,
-	        .ip = s->ip,
-	        .port = s->port,
-	        .helo_name = m->d->hostname,
-	        .remote_name = s->node_name[0] != '\0' ? s->node_name : NULL,
-	        .tls = MC_SMTP_CLIENT_TLS_NONE,
-	        .log_id = env->id,
-	};
-	struct mc_smtp_client_message msg = {
+	const struct relay_queue_envelope *env = s->m->env;
+
+	*msg = (struct mc_smtp_client_message){
 	        .sender = env->sender,
 	        .rcpts = rcpts,
 	        .rcpt_count = s->count,
@@ -443,10 +338,8 @@ session_start(struct dl_session *s)
 	        .ret = ret_name(env->dsn_ret),
 	        .size = env->size,
 	        .use_fd = true,
-	        .fd = m->fd,
+	        .fd = s->m->fd,
 	};
-	const char *error;
-
 	for (size_t k = 0; k < s->count; k++) {
 		const struct relay_queue_rcpt *r = &env->rcpts[s->idx[k]];
 
@@ -455,14 +348,38 @@ session_start(struct dl_session *s)
 		rcpts[k].notify = r->notify;
 	}
 	if (env->body == RELAY_QUEUE_BODY_8BITMIME)
-		msg.flags |= MC_SMTP_CLIENT_NEED_8BITMIME;
+		msg->flags |= MC_SMTP_CLIENT_NEED_8BITMIME;
 	if (env->smtputf8)
-		msg.flags |= MC_SMTP_CLIENT_NEED_SMTPUTF8;
+		msg->flags |= MC_SMTP_CLIENT_NEED_SMTPUTF8;
+}
+
+static void
+session_start(struct dl_session *s)
+{
+	struct dl_msg *m = s->m;
+	struct mc_smtp_client_rcpt *rcpts;
+	struct mc_smtp_client_settings set = {
+	        .protocol = MC_SMTP_CLIENT_LMTP,
+	        .ip = s->ip,
+	        .port = s->port,
+	        .helo_name = m->d->hostname,
+	        .remote_name = s->node_name[0] != '\0' ? s->node_name : NULL,
+	        .tls = MC_SMTP_CLIENT_TLS_NONE,
+	        .log_id = m->env->id,
+	};
+	struct mc_smtp_client_message msg;
+	const char *error;
+
+	if (s->egress != NULL) {
+		dl_egress_start(s);
+		return;
+	}
+	rcpts = mc_calloc(s->count, sizeof(*rcpts));
+	dl_session_message(s, rcpts, &msg);
 	if (mc_smtp_client_start(m->d->loop, &set, &msg, session_done, s,
 	                         &s->client, &error) < 0) {
 		s->client = NULL;
-		session_local_fail(s, "4.4.1", error);
-		session_end(s);
+		dl_session_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.4.1", error, NULL);
 	}
 	free(rcpts);
 }
@@ -471,10 +388,13 @@ void
 dl_abort_sessions(struct dl_msg *m)
 {
 	for (struct dl_session *s = m->sessions; s != NULL; s = s->next) {
-		if (s->client != NULL && !s->aborted) {
-			s->aborted = true;
+		if (s->aborted)
+			continue;
+		s->aborted = true;
+		if (s->egress != NULL)
+			dl_egress_abort(s);
+		else if (s->client != NULL)
 			mc_smtp_client_abort(s->client);
-		}
 	}
 }
 
@@ -491,7 +411,13 @@ open_work(uv_work_t *w)
 		m->fd = -1;
 		m->work_rc = -1;
 		m->work_error = mc_strdup(error);
+		return;
 	}
+	/* AUTH secrets are read at every attempt, here off the loop: a
+	 * rotated secret file applies to the next attempt. */
+	for (struct dl_session *s = m->sessions; s != NULL; s = s->next)
+		if (s->egress != NULL)
+			dl_egress_prepare(s->egress);
 }
 
 static void
@@ -507,11 +433,12 @@ open_after(uv_work_t *w, int status)
 	if (m->work_rc < 0 || d->closing || m->delete_done != NULL) {
 		for (s = m->sessions; s != NULL; s = s->next) {
 			if (m->work_rc < 0)
-				session_local_fail(
-				        s, "4.3.0",
+				session_local_apply(
+				        s, MC_SMTP_CLIENT_TEMPFAIL, "4.3.0",
 				        mc_errorf("cannot read the queued "
 				                  "message: %s",
-				                  m->work_error));
+				                  m->work_error),
+				        NULL);
 			slot_release(d, s->node);
 		}
 		free(m->work_error);
@@ -539,24 +466,28 @@ open_after(uv_work_t *w, int status)
 static struct dl_session *
 session_for(struct dl_msg *m, const struct dl_route *rt)
 {
-	const char *dest = rt->note + strlen("lmtp:");
 	struct dl_session *s, **tail = &m->sessions;
 	struct dl_node *node;
 
 	for (s = m->sessions; s != NULL; s = s->next) {
-		if (strcmp(s->node->dest, dest) == 0 &&
-		    s->count < DL_SESSION_RCPTS)
+		/* Same destination and note: same settings too (a smarthost's
+		 * note carries a digest of them). */
+		if (strcmp(s->node->dest, rt->dest) == 0 &&
+		    strcmp(s->note, rt->note) == 0 && s->count < DL_SESSION_RCPTS)
 			return s;
 		tail = &s->next;
 	}
-	if ((node = slot_take(m->d, dest)) == NULL)
+	if ((node = slot_take(m->d, rt->dest)) == NULL)
 		return NULL;
 	s = mc_malloc(sizeof(*s));
 	s->m = m;
 	s->node = node;
+	s->note = mc_strdup(rt->note);
 	snprintf(s->ip, sizeof(s->ip), "%s", rt->ip);
 	s->port = rt->port;
 	s->node_name = mc_strdup(rt->node_name != NULL ? rt->node_name : "");
+	if (rt->kind == DL_ROUTE_EGRESS)
+		s->egress = dl_egress_new(m->d, rt);
 	s->idx = mc_calloc(DL_SESSION_RCPTS, sizeof(*s->idx));
 	*tail = s;
 	return s;
@@ -575,11 +506,14 @@ dl_attempt(struct dl_msg *m, int64_t now)
 
 		if (r->state != RELAY_QUEUE_PENDING || r->next_attempt > now)
 			continue;
-		route_rcpt(dir, r->address, &rt);
-		if (rt.kind == DL_ROUTE_NODE) {
-			if (m->epochs == NULL)
-				m->epochs = mc_calloc(m->env->rcpt_count, sizeof(*m->epochs));
-			m->epochs[i] = rt.epoch;
+		dl_route_rcpt(m->d, dir, r->address, &rt);
+		if (rt.kind == DL_ROUTE_NODE || rt.kind == DL_ROUTE_EGRESS) {
+			if (rt.kind == DL_ROUTE_NODE) {
+				if (m->epochs == NULL)
+					m->epochs = mc_calloc(m->env->rcpt_count,
+					                      sizeof(*m->epochs));
+				m->epochs[i] = rt.epoch;
+			}
 			if ((s = session_for(m, &rt)) != NULL)
 				s->idx[s->count++] = i;
 			continue; /* else: no slot now, it stays due */

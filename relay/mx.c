@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "log.h"
 #include "mem.h"
+#include "received.h"
 #include "smtp_server.h"
 
 /* Alias expansion per RCPT: at most this many local and foreign targets. */
@@ -121,36 +121,6 @@ too_many:
 	mc_smtp_session_reply(s, 452, "4.5.3", "Too many recipients");
 }
 
-/* "Received:" trace header (RFC 5321 4.4), folded, with the queue id; the
- * "for" clause only for a single recipient (others stay private). */
-static void
-received_header(struct mx_sess *ms, char *buf, size_t size)
-{
-	struct mc_smtp_session *s = ms->session;
-	const char *helo = mc_smtp_session_helo(s);
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	size_t n;
-
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	n = (size_t)snprintf(buf, size, "Received: from %.255s ([%s])\r\n\tby %.255s "
-	                     "(mail-cluster) with %s id %s",
-	                     helo != NULL ? helo : "unknown", mc_smtp_session_peer_ip(s),
-	                     ms->mx->hostname, mc_smtp_session_protocol(s), ms->id);
-	if (n < size && mc_smtp_session_tls(s))
-		n += (size_t)snprintf(buf + n, size - n,
-		                      "\r\n\t(using %s with cipher %s (%d bits))",
-		                      mc_smtp_session_tls_version(s),
-		                      mc_smtp_session_tls_cipher(s),
-		                      mc_smtp_session_tls_bits(s));
-	if (n < size && ms->rcpt_count == 1)
-		n += (size_t)snprintf(buf + n, size - n, "\r\n\tfor <%.512s>", ms->rcpts[0]);
-	if (n < size)
-		snprintf(buf + n, size - n, ";\r\n\t%s\r\n", date);
-}
-
 static void
 begin_work(uv_work_t *w)
 {
@@ -167,7 +137,7 @@ static void
 begin_done(uv_work_t *w, int status)
 {
 	struct mx_sess *ms = w->data;
-	char header[2048]; /* fits every field at its bound */
+	char header[RELAY_RECEIVED_SIZE];
 	const char *err = NULL;
 
 	(void)status;
@@ -178,7 +148,9 @@ begin_done(uv_work_t *w, int status)
 		return;
 	}
 	snprintf(ms->id, sizeof(ms->id), "%s", relay_queue_msg_id(ms->msg));
-	received_header(ms, header, sizeof(header));
+	relay_received_header(ms->session, ms->mx->hostname, ms->id,
+	                      ms->rcpt_count == 1 ? ms->rcpts[0] : NULL, header,
+	                      sizeof(header));
 	if (relay_queue_append(ms->msg, header, strlen(header), &err) < 0) {
 		ms->write_failed = true;
 		snprintf(ms->error, sizeof(ms->error), "%s", err);

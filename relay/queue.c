@@ -563,6 +563,120 @@ relay_queue_append(struct relay_queue_msg *msg, const void *data, size_t len,
 	return 0;
 }
 
+int
+relay_queue_msg_content_open(struct relay_queue_msg *msg, int *fd_r,
+                             const char **error_r)
+{
+	char name[RELAY_QUEUE_NAME_SIZE];
+
+	if (msg->failed) {
+		*error_r = "message was not received completely";
+		return -1;
+	}
+	if (msg_flush(msg, error_r) < 0)
+		return -1;
+	relay_queue_file_name(name, msg->id, RELAY_QUEUE_NAME_MSG);
+	*fd_r = openat(msg->q->incoming_fd, name,
+	               O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (*fd_r < 0) {
+		*error_r = mc_errorf("%s/incoming/%s: %s", msg->q->dir, name,
+		                     strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Copy the content of from (read from offset 0) to to, hashing it;
+ * msg->buf (flushed, so free) is the copy buffer. */
+static int
+copy_hashed(struct relay_queue_msg *msg, int from, int to, const char **error_r)
+{
+	off_t off = 0;
+	ssize_t n;
+
+	while ((n = pread(from, msg->buf, RELAY_QUEUE_IO_BUF, off)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			*error_r = mc_errorf("%s/incoming/%s.msg: read: %s",
+			                     msg->q->dir, msg->id, strerror(errno));
+			return -1;
+		}
+		if (EVP_DigestUpdate(msg->sha, msg->buf, (size_t)n) != 1 ||
+		    mc_write_all(to, msg->buf, (size_t)n) < 0) {
+			*error_r = mc_errorf("%s/incoming/%s.msg.new: write: %s",
+			                     msg->q->dir, msg->id, strerror(errno));
+			return -1;
+		}
+		off += n;
+	}
+	return 0;
+}
+
+/* A new file "<id>.msg.new" in incoming/ (deleted at open like anything
+ * there) gets data then the old content, and is renamed over the old
+ * one: the SHA-256 cannot be prepended to, so it is computed again. */
+int
+relay_queue_msg_prepend(struct relay_queue_msg *msg, const void *data,
+                        size_t len, const char **error_r)
+{
+	struct relay_queue *q = msg->q;
+	char name[RELAY_QUEUE_NAME_SIZE], new_name[RELAY_QUEUE_NAME_SIZE + 4];
+	int in = -1, out = -1;
+
+	if (msg->failed) {
+		*error_r = "message was not received completely";
+		return -1;
+	}
+	if (len > q->max_size - msg->size) {
+		msg->failed = msg->too_big = true;
+		*error_r = mc_errorf("message exceeds %llu bytes",
+		                     (unsigned long long)q->max_size);
+		return -1;
+	}
+	if (msg_flush(msg, error_r) < 0)
+		return -1;
+	relay_queue_file_name(name, msg->id, RELAY_QUEUE_NAME_MSG);
+	snprintf(new_name, sizeof(new_name), "%s.new", name);
+	in = openat(q->incoming_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	out = openat(q->incoming_fd, new_name,
+	             O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (in < 0 || out < 0) {
+		*error_r = mc_errorf("%s/incoming/%s: %s", q->dir, name,
+		                     strerror(errno));
+		goto fail;
+	}
+	if (EVP_DigestInit_ex(msg->sha, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(msg->sha, data, len) != 1) {
+		*error_r = "SHA-256 failed";
+		goto fail;
+	}
+	if (mc_write_all(out, data, len) < 0) {
+		*error_r = mc_errorf("%s/incoming/%s: write: %s", q->dir,
+		                     new_name, strerror(errno));
+		goto fail;
+	}
+	if (copy_hashed(msg, in, out, error_r) < 0)
+		goto fail;
+	if (renameat(q->incoming_fd, new_name, q->incoming_fd, name) < 0) {
+		*error_r = mc_errorf("%s/incoming/%s: rename: %s", q->dir,
+		                     new_name, strerror(errno));
+		goto fail;
+	}
+	close(in);
+	close_fd(&msg->fd);
+	msg->fd = out;
+	msg->size += len;
+	return 0;
+fail:
+	/* The old content's hash is gone: the message can only be aborted. */
+	msg->failed = true;
+	close_fd(&in);
+	close_fd(&out);
+	unlinkat(q->incoming_fd, new_name, 0);
+	return -1;
+}
+
 enum discard { DISCARD_NOTHING, DISCARD_INCOMING, DISCARD_QUEUED };
 
 /* Free msg after unlinking its files: none (committed), the ones in

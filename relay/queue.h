@@ -133,6 +133,11 @@ struct relay_queue_envelope {
 	bool smtputf8;
 	enum relay_queue_dsn_ret dsn_ret;
 	char *dsn_envid;   /* strict, "" if none */
+	/* Submitted by a mailbox node through the egress listener (signed
+	 * there): delivery routes each recipient by its domain, a local
+	 * account over LMTP, any other domain out through egress. Written
+	 * as envelope format 2; false in format 1 files. */
+	bool outbound;
 	size_t rcpt_count; /* 1..RELAY_QUEUE_MAX_RCPTS to be written */
 	struct relay_queue_rcpt *rcpts;
 };
@@ -204,6 +209,19 @@ const char *relay_queue_msg_id(const struct relay_queue_msg *msg);
 int relay_queue_append(struct relay_queue_msg *msg, const void *data,
                        size_t len, const char **error_r);
 bool relay_queue_msg_too_big(const struct relay_queue_msg *msg);
+/* Read back what was appended so far (buffered bytes are written
+ * first): a new read-only fd of the content file, to mmap or read; the
+ * caller closes it. Appending may continue. For a policy that must see
+ * the whole message before it is committed (the egress signs it). */
+int relay_queue_msg_content_open(struct relay_queue_msg *msg, int *fd_r,
+                                 const char **error_r);
+/* Put len bytes in front of the content (DKIM-Signature fields computed
+ * over the whole message): the content is copied once behind them into a
+ * new file, which replaces the old (so an fd from content_open still
+ * reads the old bytes). Counts toward the size limit like an append. On
+ * -1 the message can only be aborted. */
+int relay_queue_msg_prepend(struct relay_queue_msg *msg, const void *data,
+                            size_t len, const char **error_r);
 /* Drop a message being received; NULL-safe, sets *msg to NULL. */
 void relay_queue_abort(struct relay_queue_msg **msg);
 /* Make the message durable. Fills env's id, size, sha256 (and received

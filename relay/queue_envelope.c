@@ -23,7 +23,12 @@
 #include "error.h"
 #include "mem.h"
 
+/* Format 1: the inbound envelope. Format 2 adds "outbound" (true: the
+ * message came from a mailbox node through the egress listener). The
+ * relay writes 1 whenever "outbound" is false, so that a relay rolled
+ * back to before egress still reads all its inbound mail. */
 #define ENVELOPE_FORMAT 1
+#define ENVELOPE_FORMAT_OUTBOUND 2
 
 static const char *const state_names[] = {"pending", "delivered", "failed"};
 static const char *const body_names[] = {"7bit", "8bitmime"};
@@ -36,7 +41,7 @@ static const char *const notify_names[] = {"never", "success", "failure",
 static const char *const top_keys[] = {
         "format",    "id",    "received", "sender", "size",
         "sha256",    "body",  "smtputf8", "client", "dsn_ret",
-        "dsn_envid", "rcpts", NULL,
+        "dsn_envid", "rcpts", "outbound", NULL,
 };
 static const char *const client_keys[] = {"helo", "addr", "rdns", "proto",
                                           "tls",  "auth", NULL};
@@ -383,7 +388,8 @@ envelope_json(const struct relay_queue_envelope *env)
 	bool ok;
 	size_t i;
 
-	ok = put(o, "format", json_integer(ENVELOPE_FORMAT));
+	ok = put(o, "format", json_integer(env->outbound ? ENVELOPE_FORMAT_OUTBOUND
+	                                                  : ENVELOPE_FORMAT));
 	ok = ok && put(o, "id", json_string(env->id));
 	ok = ok && put(o, "received", json_integer(env->received));
 	ok = ok && put(o, "sender", json_string(nz(env->sender)));
@@ -395,6 +401,8 @@ envelope_json(const struct relay_queue_envelope *env)
 	ok = ok && put(o, "dsn_ret", json_string(ret_names[env->dsn_ret]));
 	ok = ok && put(o, "dsn_envid", json_string(nz(env->dsn_envid)));
 	ok = ok && put(o, "rcpts", rcpts);
+	if (env->outbound)
+		ok = ok && put(o, "outbound", json_true());
 	for (i = 0; ok && i < env->rcpt_count; i++)
 		ok = json_array_append_new(rcpts, rcpt_json(&env->rcpts[i])) ==
 		     0;
@@ -606,16 +614,24 @@ envelope_from_json(json_t *o, struct relay_queue_envelope *env,
 	const char *w = "envelope", *id, *sha;
 	json_int_t format, received, size;
 	unsigned body, ret;
-	json_t *utf8;
+	json_t *utf8, *outbound;
 
 	if (only_keys(o, w, top_keys, error_r) < 0 ||
 	    get_int(o, w, "format", INT64_MAX, &format, error_r) < 0)
 		return -1;
-	if (format != ENVELOPE_FORMAT) {
+	if (format != ENVELOPE_FORMAT && format != ENVELOPE_FORMAT_OUTBOUND) {
 		*error_r =
 		        mc_errorf("unsupported format %lld", (long long)format);
 		return -1;
 	}
+	outbound = json_object_get(o, "outbound");
+	if (format == ENVELOPE_FORMAT ? outbound != NULL
+	                              : !json_is_boolean(outbound)) {
+		*error_r = mc_errorf("format %lld: invalid \"outbound\"",
+		                     (long long)format);
+		return -1;
+	}
+	env->outbound = json_is_true(outbound);
 	id = json_string_value(json_object_get(o, "id"));
 	sha = json_string_value(json_object_get(o, "sha256"));
 	utf8 = json_object_get(o, "smtputf8");

@@ -439,6 +439,46 @@ test_envelope_mutations(void)
 	relay_queue_envelope_free(&env);
 }
 
+/* Format 2 carries "outbound"; format 1 (every inbound envelope, and
+ * every file written before egress) still loads, as not outbound. */
+static void
+test_envelope_outbound(void)
+{
+	struct relay_queue_envelope *env = full_envelope(), *back = NULL;
+	const char *error = NULL;
+	char *line = relay_queue_envelope_format(env, &error), *line2, *bad;
+
+	CHECK(line != NULL && strstr(line, "\"format\":1,") != NULL &&
+	      strstr(line, "outbound") == NULL);
+	CHECK(relay_queue_envelope_parse(line, strlen(line), &back, &error) == 0);
+	CHECK(back != NULL && !back->outbound);
+	relay_queue_envelope_free(&back);
+	env->outbound = true;
+	line2 = relay_queue_envelope_format(env, &error);
+	CHECK(line2 != NULL && strstr(line2, "\"format\":2,") != NULL &&
+	      strstr(line2, "\"outbound\":true") != NULL);
+	CHECK(relay_queue_envelope_parse(line2, strlen(line2), &back, &error) ==
+	      0);
+	CHECK(back != NULL && back->outbound);
+	relay_queue_envelope_free(&back);
+	/* outbound in format 1, missing or not a boolean in format 2 */
+	bad = subst(line2, "\"format\":2", "\"format\":1");
+	CHECK(relay_queue_envelope_parse(bad, strlen(bad), &back, &error) < 0);
+	free(bad);
+	bad = subst(line2, ",\"outbound\":true", "");
+	CHECK(relay_queue_envelope_parse(bad, strlen(bad), &back, &error) < 0);
+	free(bad);
+	bad = subst(line2, "\"outbound\":true", "\"outbound\":1");
+	CHECK(relay_queue_envelope_parse(bad, strlen(bad), &back, &error) < 0);
+	free(bad);
+	bad = subst(line2, "\"format\":2", "\"format\":3");
+	CHECK(relay_queue_envelope_parse(bad, strlen(bad), &back, &error) < 0);
+	free(bad);
+	free(line);
+	free(line2);
+	relay_queue_envelope_free(&env);
+}
+
 /* ---- the spool ---- */
 
 static void
@@ -568,6 +608,72 @@ test_commit_roundtrip(void)
 	      errno == EINVAL);
 	CHECK(relay_queue_content_open(q, "nope", &fd, &error) < 0);
 	relay_queue_envelope_free(&back);
+	relay_queue_envelope_free(&env);
+	free(big);
+	free(readback);
+	relay_queue_close(&q);
+}
+
+/* Reading back a message being received, and putting bytes in front of
+ * it (the egress's DKIM-Signature fields): the committed content and its
+ * SHA-256 are those of the whole, an fd opened before still reads the
+ * old bytes, and the size cap counts the prepended bytes. */
+static void
+test_prepend(void)
+{
+	struct relay_queue_settings set = {.max_message_size = 300000};
+	struct relay_queue *q = open_ok(&set);
+	struct relay_queue_envelope *env = sample_envelope("bob@example.com");
+	struct relay_queue_envelope *back = NULL;
+	struct relay_queue_msg *msg = NULL;
+	size_t big_len = 200000, got = 0;
+	char *big = mc_malloc(big_len), *readback = mc_malloc(big_len + 100);
+	static const char head[] = "DKIM-Signature: v=1; a=x\r\n";
+	char id[RELAY_QUEUE_ID_SIZE];
+	const char *error = NULL;
+	ssize_t n;
+	int fd = -1, fd2 = -1;
+
+	for (size_t i = 0; i < big_len; i++)
+		big[i] = (char)('a' + i % 26);
+	CHECK(relay_queue_begin(q, &msg, &error) == 0);
+	memcpy(id, relay_queue_msg_id(msg), sizeof(id));
+	CHECK(relay_queue_append(msg, big, 1000, &error) == 0);
+	CHECK(relay_queue_msg_content_open(msg, &fd, &error) == 0);
+	CHECK(fd >= 0 && pread(fd, readback, 2000, 0) == 1000 &&
+	      memcmp(readback, big, 1000) == 0);
+	CHECK(relay_queue_append(msg, big + 1000, big_len - 1000, &error) == 0);
+	CHECK(relay_queue_msg_prepend(msg, head, strlen(head), &error) == 0);
+	/* the old fd still reads the content without the head */
+	CHECK(fd >= 0 && pread(fd, readback, 100, 0) == 100 &&
+	      memcmp(readback, big, 100) == 0);
+	CHECK(relay_queue_msg_content_open(msg, &fd2, &error) == 0);
+	while (fd2 >= 0 && got < big_len + 100 &&
+	       (n = read(fd2, readback + got, big_len + 100 - got)) > 0)
+		got += (size_t)n;
+	CHECK(got == big_len + strlen(head) &&
+	      memcmp(readback, head, strlen(head)) == 0 &&
+	      memcmp(readback + strlen(head), big, big_len) == 0);
+	if (fd >= 0)
+		close(fd);
+	if (fd2 >= 0)
+		close(fd2);
+	CHECK(relay_queue_commit(&msg, env, &error) == 0);
+	CHECK(env->size == big_len + strlen(head));
+	CHECK(count_dir("incoming") == 0);
+	CHECK(relay_queue_load(q, id, &back, &error) == 0);
+	CHECK(back != NULL && relay_queue_verify(q, back, &error) == 0);
+	relay_queue_envelope_free(&back);
+	CHECK(relay_queue_remove(q, id, &error) == 0);
+	/* over the cap: the message can only be aborted */
+	CHECK(relay_queue_begin(q, &msg, &error) == 0);
+	CHECK(relay_queue_append(msg, big, big_len, &error) == 0);
+	CHECK(relay_queue_append(msg, big, 99000, &error) == 0);
+	CHECK(relay_queue_msg_prepend(msg, big, 2000, &error) < 0);
+	CHECK(relay_queue_msg_too_big(msg));
+	CHECK(relay_queue_msg_content_open(msg, &fd, &error) < 0);
+	relay_queue_abort(&msg);
+	CHECK(count_dir("incoming") == 0);
 	relay_queue_envelope_free(&env);
 	free(big);
 	free(readback);
@@ -926,10 +1032,12 @@ main(void)
 	test_envelope_write_checks();
 	test_envelope_hostile();
 	test_envelope_mutations();
+	test_envelope_outbound();
 	spool_new();
 	test_ids();
 	test_ids_restart();
 	test_commit_roundtrip();
+	test_prepend();
 	spool_rm();
 	spool_new();
 	test_update_remove();

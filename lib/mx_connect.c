@@ -9,6 +9,7 @@
 #include "mx_connect.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,14 +226,14 @@ next(struct mc_mx_connect *mx)
 	for (;;) {
 		struct mx_host *h;
 
-		if (mx->attempts >= mx->max_attempts) {
-			note(mx, "gave up after %u connection attempts",
-			     mx->attempts);
-			finish(mx, NULL);
-			return;
-		}
 		if (mx->host < mx->host_count &&
 		    mx->addr_next < mx->addr_count) {
+			if (mx->attempts >= mx->max_attempts) {
+				note(mx, "gave up after %u connection attempts",
+				     mx->attempts);
+				finish(mx, NULL);
+				return;
+			}
 			if (try_addr(mx))
 				return;
 			continue;
@@ -334,7 +335,11 @@ parse_host(const char *s, uint16_t port, struct mx_host *h,
 	}
 	if (inet_pton(AF_INET6, s, bin) == 1 ||
 	    (s[0] != '[' && strchr(s, ':') == NULL)) {
-		snprintf(buf, sizeof(buf), "%s", s);
+		if (len > MC_HOST_MAX) {
+			*error_r = "overlong host";
+			return -1;
+		}
+		memcpy(buf, s, len + 1);
 	} else if (s[0] == '[' && s[len - 1] == ']' && len - 2 <= MC_HOST_MAX) {
 		memcpy(buf, s + 1, len - 2);
 		buf[len - 2] = '\0';
@@ -350,10 +355,6 @@ parse_host(const char *s, uint16_t port, struct mx_host *h,
 		*error_r = mc_errorf("'%s' is neither an IP address nor a host "
 		                     "name",
 		                     s);
-		return -1;
-	}
-	if (h->literal == AF_INET6 && s[0] != '[' && strchr(s, ']') != NULL) {
-		*error_r = mc_errorf("'%s': bad brackets", s);
 		return -1;
 	}
 	h->name = mc_strdup(buf);

@@ -55,8 +55,11 @@ struct mc_dns_lookup {
 	void *ctx;
 
 	enum mc_dns_status st_mx, st_a, st_aaaa;
-	char error[ERROR_MAX];
-	struct mc_dns_mx *mx; /* hosts are heap strings */
+	/* why the MX query, the A query, the AAAA query failed */
+	char err_mx[ERROR_MAX / 2], err_a[ERROR_MAX / 2],
+	        err_aaaa[ERROR_MAX / 2];
+	char error[ERROR_MAX]; /* what the result reports */
+	struct mc_dns_mx *mx;  /* hosts are heap strings */
 	size_t mx_count;
 	bool implicit_mx;
 	/* AAAA answers in [0, n6), A answers in [MC_DNS_ADDRS_MAX, + n4) */
@@ -181,10 +184,34 @@ map_status(int status, const char **text_r)
 static void
 note_error(struct mc_dns_lookup *lk, const char *type, const char *text)
 {
-	size_t n = strlen(lk->error);
+	char *buf = type[0] == 'M'    ? lk->err_mx
+	            : type[1] == '\0' ? lk->err_a
+	                              : lk->err_aaaa;
 
-	snprintf(lk->error + n, sizeof(lk->error) - n, "%s%s %s: %s",
-	         n > 0 ? "; " : "", lk->name, type, text);
+	snprintf(buf, ERROR_MAX / 2, "%s %s: %s", lk->name, type, text);
+}
+
+/* The result's error: every failure, except that a family without
+ * records is no error when the other family answered. */
+static void
+compose_error(struct mc_dns_lookup *lk, enum mc_dns_status status)
+{
+	const char *parts[2] = {lk->err_aaaa, lk->err_a};
+	enum mc_dns_status st[2] = {lk->st_aaaa, lk->st_a};
+	size_t n = 0;
+
+	if (lk->kind == LK_MX) {
+		snprintf(lk->error, sizeof(lk->error), "%s", lk->err_mx);
+		return;
+	}
+	lk->error[0] = '\0';
+	for (int i = 0; i < 2; i++) {
+		if (parts[i][0] == '\0' ||
+		    (status == MC_DNS_OK && st[i] != MC_DNS_TEMPFAIL))
+			continue;
+		n += (size_t)snprintf(lk->error + n, sizeof(lk->error) - n,
+		                      "%s%s", n > 0 ? "; " : "", parts[i]);
+	}
 }
 
 static uint64_t
@@ -246,7 +273,6 @@ deliver(struct mc_dns_lookup *lk)
 
 	memset(&r, 0, sizeof(r));
 	r.name = lk->name;
-	r.error = lk->error[0] != '\0' ? lk->error : NULL;
 	if (lk->kind == LK_MX) {
 		r.status = lk->st_mx;
 		r.mx = lk->mx;
@@ -261,6 +287,8 @@ deliver(struct mc_dns_lookup *lk)
 		r.status_a = lk->st_a;
 		r.status_aaaa = lk->st_aaaa;
 	}
+	compose_error(lk, r.status);
+	r.error = lk->error[0] != '\0' ? lk->error : NULL;
 	mc_debug("dns name=%s lookup=%s status=%s mx=%zu addrs=%zu "
 	         "error=\"%s\"",
 	         lk->name, lk->kind == LK_MX ? "mx" : "addrs",
@@ -605,7 +633,8 @@ update_timer(struct mc_dns *dns)
 		uv_timer_stop(&dns->timer);
 		return;
 	}
-	ms = (uint64_t)tvp->tv_sec * 1000 + ((uint64_t)tvp->tv_usec + 999) / 1000;
+	ms = (uint64_t)tvp->tv_sec * 1000 +
+	     ((uint64_t)tvp->tv_usec + 999) / 1000;
 	uv_timer_start(&dns->timer, timer_cb, ms, 0);
 }
 
@@ -671,7 +700,8 @@ sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 		dns->socks = s;
 	}
 	uv_poll_start(&s->poll,
-	              (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0),
+	              (readable ? UV_READABLE : 0) |
+	                      (writable ? UV_WRITABLE : 0),
 	              poll_cb);
 }
 
@@ -799,8 +829,8 @@ mc_dns_new(uv_loop_t *loop, const struct mc_dns_settings *set,
 	}
 	if (csv[0] != '\0' && (r = ares_set_servers_ports_csv(
 	                               dns->channel, csv)) != ARES_SUCCESS) {
-		*error_r = mc_errorf("dns: servers %s: %s", csv,
-		                     ares_strerror(r));
+		*error_r =
+		        mc_errorf("dns: servers %s: %s", csv, ares_strerror(r));
 		ares_destroy(dns->channel);
 		goto fail;
 	}

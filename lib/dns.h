@@ -80,8 +80,8 @@ struct mc_dns_mx {
 };
 
 struct mc_dns_addr {
-	int family;                /* AF_INET or AF_INET6 */
-	char ip[MC_DNS_IP_SIZE];   /* text, as mc_conn_connect takes it */
+	int family;              /* AF_INET or AF_INET6 */
+	char ip[MC_DNS_IP_SIZE]; /* text, as mc_conn_connect takes it */
 };
 
 struct mc_dns_result {
@@ -89,8 +89,9 @@ struct mc_dns_result {
 	const char *name; /* as asked */
 	/* NULL when every query asked succeeded; otherwise why the others
 	 * did not, one line for logs and a queue's last_error ("example.test
-	 * AAAA: timed out"). Also set when status is OK because the other
-	 * address family answered. */
+	 * AAAA: timed out"). With status OK (addresses of one family) it
+	 * names only a family that failed temporarily: a family without
+	 * records is normal then. */
 	const char *error;
 
 	/* mc_dns_mx, status OK: by ascending preference; hosts of equal

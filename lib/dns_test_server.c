@@ -217,8 +217,7 @@ test_dns_start(uv_loop_t *loop, struct test_dns_server *srv,
 		return -1;
 	}
 	srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	snprintf(srv->address, sizeof(srv->address), "127.0.0.1:%u",
-	         srv->port);
+	snprintf(srv->address, sizeof(srv->address), "127.0.0.1:%u", srv->port);
 	return 0;
 }
 

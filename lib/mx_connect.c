@@ -9,7 +9,6 @@
 #include "mx_connect.h"
 
 #include <arpa/inet.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +46,7 @@ struct mc_mx_connect {
 	mc_mx_connect_done_cb *done;
 	void *ctx;
 
-	struct mc_dns_lookup *lookup; /* pending, or NULL */
+	struct mc_dns_lookup *lookup;                   /* pending, or NULL */
 	struct mc_dns_addr addrs[2 * MC_DNS_ADDRS_MAX]; /* of this host */
 	size_t addr_count, addr_next;
 	struct mc_conn *attempt; /* in flight, or NULL */
@@ -175,6 +174,14 @@ order_addrs(struct mc_mx_connect *mx, const struct mc_dns_result *r)
 
 static void next(struct mc_mx_connect *mx);
 
+/* "name: " before an attempt's error; nothing for a literal, whose
+ * error names it already. */
+static const char *
+who(const struct mx_host *h)
+{
+	return h->literal != 0 ? "" : mc_errorf("%s: ", h->name);
+}
+
 static void
 dns_done(const struct mc_dns_result *r, void *ctx)
 {
@@ -211,7 +218,7 @@ try_addr(struct mc_mx_connect *mx)
 		/* No route (ENETUNREACH) may be known at once. */
 		mx->attempt = NULL;
 		mx->temporary = true;
-		note(mx, "%s: %s", h->name, error);
+		note(mx, "%s%s", who(h), error);
 		return false;
 	}
 	return true;
@@ -248,8 +255,9 @@ next(struct mc_mx_connect *mx)
 		mx->addr_count = mx->addr_next = 0;
 		if (h->literal != 0) {
 			if (family_allowed(mx, h->literal)) {
-				snprintf(mx->addrs[0].ip, sizeof(mx->addrs[0].ip),
-				         "%s", h->name);
+				snprintf(mx->addrs[0].ip,
+				         sizeof(mx->addrs[0].ip), "%s",
+				         h->name);
 				mx->addrs[0].family = h->literal;
 				mx->addr_count = 1;
 			} else {
@@ -292,19 +300,15 @@ mc_mx_connect_event(struct mc_mx_connect *mx, struct mc_conn *conn,
 		return true;
 	case MC_CONN_DRAIN:
 		return true;
-	case MC_CONN_IDLE_TIMEOUT:
-		note(mx, "%s: connect to %s%s%s:%u: timed out after %" PRIu64
-		         " ms",
-		     h->name, strchr(mx->attempt_ip, ':') ? "[" : "",
-		     mx->attempt_ip, strchr(mx->attempt_ip, ':') ? "]" : "",
-		     h->port, mx->attempt_timeout);
+	case MC_CONN_IDLE_TIMEOUT: /* conn reports it as an error today */
+		note(mx, "%sconnect to %s: timed out", who(h), mx->attempt_ip);
 		break;
 	case MC_CONN_DEADLINE:
-		note(mx, "%s: connect to %s: deadline reached", h->name,
+		note(mx, "%sconnect to %s: deadline reached", who(h),
 		     mx->attempt_ip);
 		break;
 	default:
-		note(mx, "%s: %s", h->name,
+		note(mx, "%s%s", who(h),
 		     error != NULL ? error : "connection closed");
 		break;
 	}
@@ -393,7 +397,8 @@ mc_mx_connect_start(uv_loop_t *loop, const struct mc_mx_connect_settings *set,
 	mx->hosts = mc_calloc(set->host_count, sizeof(*mx->hosts));
 	for (size_t i = 0; i < set->host_count; i++, mx->host_count++) {
 		if (parse_host(set->hosts[i], port, &mx->hosts[i], &err) < 0) {
-			*error_r = mc_errorf("mx_connect: host %zu: %s", i, err);
+			*error_r =
+			        mc_errorf("mx_connect: host %zu: %s", i, err);
 			goto fail;
 		}
 		if (mx->hosts[i].literal == 0 && set->dns == NULL) {

@@ -4,9 +4,10 @@
  * DATA, content, final replies, QUIT), the per-recipient outcomes and the
  * session's lifetime: it frees itself once the result was reported, every
  * connection it opened is closed and no file read is in flight. The
- * content pump is in smtp_client_content.c, argument checks and copies in
- * smtp_client_setup.c, the wire details (replies, capabilities, stuffing)
- * in smtp_client_wire.c. */
+ * content pump is in smtp_client_content.c, argument checks, copies and
+ * connecting by name in smtp_client_setup.c, AUTH in smtp_client_auth.c,
+ * the wire details (replies, capabilities, stuffing) in
+ * smtp_client_wire.c. */
 #include "smtp_client_private.h"
 
 #include <inttypes.h>
@@ -31,8 +32,9 @@
 #define PIPELINE_WINDOW 100
 
 static const char *const state_names[] = {
-        "connecting", "greeting", "ehlo",    "helo", "starttls", "handshake",
-        "envelope",   "data",     "content", "dot",  "quit",     "closed",
+        "connecting", "greeting", "ehlo",     "helo", "starttls",
+        "handshake",  "auth",     "envelope", "data", "content",
+        "dot",        "quit",     "closed",
 };
 
 /* For "timed out <what>" and "connection lost <what>". */
@@ -43,6 +45,7 @@ static const char *const state_what[] = {
         "waiting for the reply to HELO",
         "waiting for the reply to STARTTLS",
         "during the TLS handshake",
+        "waiting for the reply to AUTH",
         "waiting for the reply to MAIL FROM or RCPT TO",
         "waiting for the reply to DATA",
         "while sending the message",
@@ -139,6 +142,7 @@ close_conn(struct mc_smtp_client *c, bool reset)
 static void
 client_free(struct mc_smtp_client *c)
 {
+	mc_smtp_client_auth_wipe(c);
 	mc_smtp_client_reply_fini(&c->parser);
 	free(c->rbuf);
 	free(c->wbuf);
@@ -179,11 +183,17 @@ maybe_report(struct mc_smtp_client *c)
 	r.tls_version = c->tls_version;
 	r.tls_cipher = c->tls_cipher;
 	r.tls_verified = c->tls_verified;
-	mc_info("smtp_client id=%s remote=%s status=%s delivered=%zu "
-	        "tempfail=%zu permfail=%zu tls=%s error=\"%s\"",
-	        c->log_id, c->remote, mc_smtp_client_status_name(r.status),
-	        r.delivered, r.tempfail, r.permfail,
-	        c->tls_version != NULL ? c->tls_version : "no",
+	r.auth_mech = c->auth_mech;
+	r.ip = c->set.ip != NULL ? c->set.ip : "";
+	r.port = c->set.ip != NULL ? c->set.port : 0;
+	r.host = c->host;
+	r.connect_errors = c->connect_errors;
+	mc_info("smtp_client id=%s remote=%s ip=%s status=%s delivered=%zu "
+	        "tempfail=%zu permfail=%zu tls=%s auth=%s error=\"%s\"",
+	        c->log_id, c->remote, r.ip,
+	        mc_smtp_client_status_name(r.status), r.delivered, r.tempfail,
+	        r.permfail, c->tls_version != NULL ? c->tls_version : "no",
+	        c->auth_mech != NULL ? c->auth_mech : "no",
 	        c->error != NULL ? c->error : "");
 	c->done(&r, c->ctx);
 }
@@ -320,12 +330,12 @@ finish(struct mc_smtp_client *c)
  * recipient it has not decided gets this reply. The caller says QUIT. */
 static void
 refuse(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply,
-       const char *command)
+       const char *command, enum mc_smtp_client_status status)
 {
 	char text[TEXT_MAX];
 
 	mc_smtp_client_reply_oneline(reply, text, sizeof(text));
-	c->status = MC_SMTP_CLIENT_ERR_REFUSED;
+	c->status = status;
 	c->error = mc_pool_strdup(c->pool,
 	                          mc_errorf("%s refused by %s: %u %s", command,
 	                                    c->remote, reply->code, text));
@@ -370,6 +380,35 @@ mc_smtp_client_settle(struct mc_smtp_client *c)
 	maybe_free(c);
 }
 
+void
+mc_smtp_client_end(struct mc_smtp_client *c, enum mc_smtp_client_status status,
+                   enum mc_smtp_client_outcome outcome, const char *enhanced,
+                   const char *text, bool polite)
+{
+	end_all(c, status, outcome, enhanced, text, polite);
+}
+
+void
+mc_smtp_client_refuse(struct mc_smtp_client *c,
+                      const struct mc_smtp_client_reply *reply,
+                      const char *command, enum mc_smtp_client_status status)
+{
+	refuse(c, reply, command, status);
+}
+
+void
+mc_smtp_client_quit(struct mc_smtp_client *c)
+{
+	quit(c);
+}
+
+void
+mc_smtp_client_protocol_error(struct mc_smtp_client *c, const char *what,
+                              const struct mc_smtp_client_reply *reply)
+{
+	protocol_error(c, what, reply);
+}
+
 /* ---- Connection and greeting ------------------------------------------- */
 
 static int
@@ -384,14 +423,18 @@ session_connect(struct mc_smtp_client *c, const char **error_r)
 	        .deadline_ms = c->to.session,
 	};
 
-	if (mc_conn_connect(c->loop, c->set.ip, c->set.port, &cs, &cb, c,
-	                    &c->conn, error_r) < 0)
-		return -1;
-	c->conns_open++;
 	c->tls_active = false;
 	memset(&c->caps, 0, sizeof(c->caps));
 	mc_smtp_client_reply_reset(&c->parser);
 	set_state(c, SC_CONNECTING);
+	/* By name the first time; a reconnection (TLS fallback) goes to
+	 * the address that answered. */
+	if (c->set.ip == NULL)
+		return mc_smtp_client_mx_start(c, &cb, &cs, error_r);
+	if (mc_conn_connect(c->loop, c->set.ip, c->set.port, &cs, &cb, c,
+	                    &c->conn, error_r) < 0)
+		return -1;
+	c->conns_open++;
 	return 0;
 }
 
@@ -437,7 +480,9 @@ tls_failed(struct mc_smtp_client *c, const char *error)
 {
 	const char *cerr;
 
-	if (c->tls_mode != MC_SMTP_CLIENT_TLS_OPPORTUNISTIC) {
+	/* Credentials are never sent in clear text: no fallback then. */
+	if (c->tls_mode != MC_SMTP_CLIENT_TLS_OPPORTUNISTIC ||
+	    c->auth_user != NULL) {
 		fail_session(c, MC_SMTP_CLIENT_ERR_TLS, "4.7.5",
 		             mc_errorf("TLS handshake with %s failed: %s",
 		                       c->remote, error));
@@ -587,8 +632,8 @@ transaction_refusal(struct mc_smtp_client *c, const char **enhanced_r)
 	return NULL;
 }
 
-static void
-begin_transaction(struct mc_smtp_client *c)
+void
+mc_smtp_client_begin_transaction(struct mc_smtp_client *c)
 {
 	const char *enhanced, *why = transaction_refusal(c, &enhanced);
 
@@ -601,18 +646,6 @@ begin_transaction(struct mc_smtp_client *c)
 	c->mail_failed = false;
 	set_state(c, SC_ENVELOPE);
 	pump_envelope(c);
-}
-
-/* AUTH (RFC 4954) belongs here when smarthost submission arrives: after
- * the EHLO that followed STARTTLS (refuse to authenticate in clear
- * text), pick a mechanism from c->caps.auth, run the exchange in its own
- * states and continue with begin_transaction; a 535 is a session-level
- * temporary failure. The exchange must not go through send_line, whose
- * debug log shows every command. */
-static void
-step_auth(struct mc_smtp_client *c)
-{
-	begin_transaction(c);
 }
 
 static void
@@ -641,7 +674,7 @@ after_hello(struct mc_smtp_client *c)
 			return;
 		}
 	}
-	step_auth(c);
+	mc_smtp_client_auth_start(c);
 }
 
 /* ---- Replies ------------------------------------------------------------- */
@@ -678,7 +711,7 @@ envelope_reply(struct mc_smtp_client *c,
 	} else if (k == 0) {
 		/* Pipelined RCPT replies still come; they change nothing. */
 		c->mail_failed = true;
-		refuse(c, reply, "MAIL FROM");
+		refuse(c, reply, "MAIL FROM", MC_SMTP_CLIENT_ERR_REFUSED);
 	} else if (!c->mail_failed && cls == 2) {
 		c->rstate[k - 1] = R_ACCEPTED;
 		c->accepted++;
@@ -746,7 +779,8 @@ hello_reply(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply)
 		refuse(c, reply,
 		       c->state == SC_HELO                      ? "HELO"
 		       : c->set.protocol == MC_SMTP_CLIENT_LMTP ? "LHLO"
-		                                                : "EHLO");
+		                                                : "EHLO",
+		       MC_SMTP_CLIENT_ERR_REFUSED);
 		quit(c);
 	}
 }
@@ -771,7 +805,8 @@ starttls_reply(struct mc_smtp_client *c,
 		        true);
 		return;
 	}
-	step_auth(c); /* opportunistic: carry on in clear text */
+	/* Opportunistic: carry on in clear text (AUTH refuses to). */
+	mc_smtp_client_auth_start(c);
 }
 
 static void
@@ -784,7 +819,8 @@ on_reply(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply)
 		} else if (reply->code / 100 == 3) {
 			protocol_error(c, "unexpected greeting", reply);
 		} else {
-			refuse(c, reply, "greeting");
+			refuse(c, reply, "greeting",
+			       MC_SMTP_CLIENT_ERR_REFUSED);
 			quit(c);
 		}
 		break;
@@ -794,6 +830,9 @@ on_reply(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply)
 		break;
 	case SC_STARTTLS:
 		starttls_reply(c, reply);
+		break;
+	case SC_AUTH:
+		mc_smtp_client_auth_reply(c, reply);
 		break;
 	case SC_ENVELOPE:
 		envelope_reply(c, reply);
@@ -805,7 +844,7 @@ on_reply(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply)
 		} else if (reply->code / 100 == 2) {
 			protocol_error(c, "DATA answered without 354", reply);
 		} else {
-			refuse(c, reply, "DATA");
+			refuse(c, reply, "DATA", MC_SMTP_CLIENT_ERR_REFUSED);
 			quit(c);
 		}
 		break;
@@ -858,17 +897,15 @@ on_event(struct mc_conn *conn, void *ctx, enum mc_conn_event ev,
 	struct mc_smtp_client *c = ctx;
 	const char *what = state_what[c->state];
 
-	(void)conn;
+	if (c->mx != NULL && mc_mx_connect_event(c->mx, conn, ev, error))
+		return;
 	if (c->state == SC_QUIT && ev != MC_CONN_DRAIN) {
 		close_conn(c, ev != MC_CONN_EOF);
 		return;
 	}
 	switch (ev) {
 	case MC_CONN_CONNECTED:
-		if (c->tls_mode == MC_SMTP_CLIENT_TLS_IMPLICIT)
-			start_tls(c);
-		else
-			set_state(c, SC_GREETING);
+		mc_smtp_client_connected(c);
 		break;
 	case MC_CONN_DRAIN:
 		if (c->state == SC_ENVELOPE)
@@ -905,6 +942,15 @@ on_event(struct mc_conn *conn, void *ctx, enum mc_conn_event ev,
 
 /* ---- Starting ------------------------------------------------------------ */
 
+void
+mc_smtp_client_connected(struct mc_smtp_client *c)
+{
+	if (c->tls_mode == MC_SMTP_CLIENT_TLS_IMPLICIT)
+		start_tls(c);
+	else
+		set_state(c, SC_GREETING);
+}
+
 int
 mc_smtp_client_start(uv_loop_t *loop, const struct mc_smtp_client_settings *set,
                      const struct mc_smtp_client_message *msg,
@@ -940,9 +986,9 @@ mc_smtp_client_start(uv_loop_t *loop, const struct mc_smtp_client_settings *set,
 		client_free(c);
 		return -1;
 	}
-	mc_info("smtp_client id=%s remote=%s port=%u protocol=%s rcpts=%zu "
-	        "size=%" PRIu64 " start",
-	        c->log_id, c->remote, set->port,
+	mc_info("smtp_client id=%s remote=%s port=%u hosts=%zu protocol=%s "
+	        "rcpts=%zu size=%" PRIu64 " start",
+	        c->log_id, c->remote, set->port, set->host_count,
 	        set->protocol == MC_SMTP_CLIENT_LMTP ? "lmtp" : "smtp",
 	        c->rcpt_count, c->size);
 	*client_r = c;
@@ -953,5 +999,8 @@ void
 mc_smtp_client_abort(struct mc_smtp_client *client)
 {
 	client->aborted = true;
-	close_conn(client, true);
+	if (client->mx != NULL)
+		mc_smtp_client_mx_abort(client);
+	else
+		close_conn(client, true);
 }

@@ -7,9 +7,9 @@
  * back to HELO).
  *
  * What a session does: greeting, EHLO/LHLO (capabilities parsed),
- * STARTTLS when asked for (then EHLO again), [AUTH: not yet, see the
- * settings], MAIL FROM with SIZE= / BODY=8BITMIME / SMTPUTF8 / DSN
- * parameters as the server offers and the message needs, RCPT TO for each
+ * STARTTLS when asked for (then EHLO again), AUTH when given credentials
+ * (RFC 4954; only over TLS), MAIL FROM with SIZE= / BODY=8BITMIME / SMTPUTF8 /
+ * DSN parameters as the server offers and the message needs, RCPT TO for each
  * recipient (pipelined when the server offers PIPELINING, always in
  * LMTP), DATA if at least one recipient was accepted, the content
  * dot-stuffed and CRLF-normalised as it is sent (never copied whole: it
@@ -30,7 +30,13 @@
  * - the client's own checks give permanent failures (5.6.7 SMTPUTF8 not
  *   offered, 5.6.3 8BITMIME not offered, 5.3.4 message bigger than the
  *   server's SIZE) or temporary ones (4.7.4 STARTTLS required but not
- *   offered or refused, 4.7.5 TLS handshake failed with TLS required).
+ *   offered or refused, 4.7.5 TLS handshake failed with TLS required,
+ *   4.7.11 credentials but no TLS, 4.7.0 AUTH not offered or no common
+ *   mechanism, 4.7.0 a SCRAM server that could not prove itself);
+ * - a refused AUTH (535, 454...) decides every recipient by its code;
+ * - with hosts to resolve (see the settings), no address reachable is a
+ *   temporary failure (4.4.1), and no address at all a permanent one
+ *   (5.4.4: every name NXDOMAIN or without A/AAAA).
  *
  * This header also exposes the pure pieces the session is built from, so
  * that they can be tested and fuzzed alone: the reply parser, EHLO
@@ -47,6 +53,9 @@
 
 #include <uv.h>
 
+#include "mx_connect.h"
+
+struct mc_dns;
 struct mc_tls_ctx;
 struct mc_smtp_client;
 
@@ -204,13 +213,37 @@ struct mc_smtp_client_timeouts {
 	uint64_t session;    /* 3 600 000: the whole session */
 };
 
+/* AUTH mechanisms (settings.auth_mechs); the client picks the first of
+ * SCRAM-SHA-256, PLAIN, LOGIN that is allowed and offered by the server.
+ * SCRAM-SHA-256 (RFC 5802/7677, no channel binding) never shows the
+ * password to the server and checks the server's proof; it is skipped
+ * for a password outside printable ASCII (no SASLprep, as lib/scram.h). */
+#define MC_SMTP_CLIENT_AUTH_PLAIN 0x1u /* RFC 4616, initial response */
+#define MC_SMTP_CLIENT_AUTH_LOGIN 0x2u /* the old two-prompt exchange */
+#define MC_SMTP_CLIENT_AUTH_SCRAM_SHA_256 0x4u
+/* Longest username and password accepted, in octets. */
+#define MC_SMTP_CLIENT_AUTH_CRED_MAX 255
+
 struct mc_smtp_client_settings {
 	enum mc_smtp_client_protocol protocol;
-	const char *ip; /* IPv4 or IPv6 literal (resolve before) */
-	uint16_t port;
-	const char *helo_name; /* our host name for EHLO/LHLO/HELO */
+	/* Where to connect: either ip, an IPv4 or IPv6 literal, with port;
+	 * or hosts (below). */
+	const char *ip;
+	uint16_t port; /* with hosts: their default port; 0: 25 */
+	/* Or names to resolve and connect to through lib/mx_connect.h: the
+	 * MX hosts of a domain in order (mc_dns_mx), or a smarthost
+	 * ("name", "name:port", "[v6]:port"), each one's AAAA and A tried
+	 * in turn, IPv6 and IPv4 falling back to each other. dns is
+	 * borrowed until the done callback; hosts are copied. The result
+	 * tells which address was used and every connection error met. */
+	struct mc_dns *dns;
+	const char *const *hosts;
+	size_t host_count;
+	enum mc_mx_connect_family family; /* prefer IPv6 by default */
+	unsigned max_attempts;            /* addresses tried; 0: 10 */
+	const char *helo_name;            /* our host name for EHLO/LHLO/HELO */
 	/* The server's name for logs and results (DSN Remote-MTA); NULL: the
-	 * IP address. */
+	 * host connected to, else the IP address. */
 	const char *remote_name;
 	enum mc_smtp_client_tls_mode tls;
 	/* A client-role context from mc_tls_ctx_new; required unless tls is
@@ -219,17 +252,30 @@ struct mc_smtp_client_settings {
 	 * callback. */
 	struct mc_tls_ctx *tls_ctx;
 	/* Name checked against the certificate and sent as SNI; NULL:
-	 * remote_name, else the IP. */
+	 * remote_name, else the host connected to, else the IP. */
 	const char *tls_peer_name;
 	struct mc_smtp_client_timeouts timeouts;
 	struct mc_smtp_client_reply_limits reply_limits;
 	/* Put in every log line as id=... (the queue id); may be NULL. */
 	const char *log_id;
-	/* AUTH goes here when submission to smarthosts arrives: the
-	 * mechanisms we accept and a reference to the secret (never the
-	 * secret itself in settings that get logged or copied). The session
-	 * has its place for it: step_auth() in smtp_client.c, between the
-	 * EHLO after STARTTLS and MAIL, driven by caps.auth. */
+	/* SMTP AUTH (RFC 4954) with these credentials after the EHLO that
+	 * follows TLS, before MAIL; both NULL: no AUTH. Only over TLS:
+	 * tls must not be NONE; a session that ends up in clear text
+	 * (OPPORTUNISTIC, STARTTLS not offered or refused) stops before
+	 * AUTH with a temporary failure (4.7.11), and an OPPORTUNISTIC
+	 * handshake failure does not fall back to clear text. A server
+	 * that offers no AUTH, or no allowed mechanism, is a temporary
+	 * failure (4.7.0): mail is never sent unauthenticated to a server
+	 * that was meant to get credentials.
+	 * Borrowed only during mc_smtp_client_start, which copies both into
+	 * memory of its own that is wiped as soon as AUTH is over (and when
+	 * the session ends): the caller may wipe its copy once start has
+	 * returned. 1..MC_SMTP_CLIENT_AUTH_CRED_MAX octets each, the username
+	 * without control characters. Never logged, nor anything derived
+	 * from them. */
+	const char *auth_username;
+	const char *auth_password;
+	unsigned auth_mechs; /* MC_SMTP_CLIENT_AUTH_*; 0: all three */
 };
 
 /* More recipients than this in one session are refused by
@@ -308,6 +354,7 @@ enum mc_smtp_client_status {
 	MC_SMTP_CLIENT_ERR_REFUSED,     /* greeting/EHLO/MAIL/DATA refused */
 	MC_SMTP_CLIENT_ERR_UNSUPPORTED, /* needed extension, SIZE */
 	MC_SMTP_CLIENT_ERR_LOCAL,       /* reading content, aborted */
+	MC_SMTP_CLIENT_ERR_AUTH,        /* AUTH impossible or refused */
 };
 
 struct mc_smtp_client_result {
@@ -323,6 +370,15 @@ struct mc_smtp_client_result {
 	/* NULL without TLS. */
 	const char *tls_version, *tls_cipher;
 	bool tls_verified;
+	/* The mechanism that authenticated ("PLAIN"...), else NULL. */
+	const char *auth_mech;
+	/* The address connected to ("" if none). With hosts: which host
+	 * and every connection or resolution error met before (or, when
+	 * none connected, all of them), for the queue's last_error. */
+	const char *ip;
+	uint16_t port;
+	const char *host;
+	const char *connect_errors;
 };
 
 /* Called once, on the loop thread, as soon as every recipient's outcome
@@ -334,7 +390,8 @@ typedef void mc_smtp_client_done_cb(const struct mc_smtp_client_result *result,
                                     void *ctx);
 
 /* Connect and run the session. set and msg are copied (strings too),
- * except the content and tls_ctx (see above). -1 with error_r, nothing
+ * except the content, tls_ctx and dns (see above); the credentials are
+ * copied into wiped memory. -1 with error_r, nothing
  * started and no callback, for invalid settings or message (a caller's
  * bug or configuration error) or when the connect cannot even be
  * attempted (the caller then treats it as a connection failure).
@@ -351,7 +408,8 @@ int mc_smtp_client_start(uv_loop_t *loop,
  * undecided recipient a temporary failure (MC_SMTP_CLIENT_ERR_LOCAL). */
 void mc_smtp_client_abort(struct mc_smtp_client *client);
 
-/* "delivered", "tempfail", "permfail"; "ok", "connect", "tls", ... */
+/* "delivered", "tempfail", "permfail"; "ok", "connect", "tls", ...,
+ * "auth". */
 const char *mc_smtp_client_outcome_name(enum mc_smtp_client_outcome outcome);
 const char *mc_smtp_client_status_name(enum mc_smtp_client_status status);
 

@@ -1,7 +1,8 @@
 /* Internals of the SMTP/LMTP client shared by its files: smtp_client.c
  * (the session: state machine, outcomes, lifetime), smtp_client_content.c
- * (the content pump) and smtp_client_setup.c (checking and copying what
- * mc_smtp_client_start is given). Not for use outside them. */
+ * (the content pump), smtp_client_setup.c (checking and copying what
+ * mc_smtp_client_start is given, connecting through lib/mx_connect.h)
+ * and smtp_client_auth.c (AUTH). Not for use outside them. */
 #ifndef MC_SMTP_CLIENT_PRIVATE_H
 #define MC_SMTP_CLIENT_PRIVATE_H
 
@@ -10,10 +11,13 @@
 
 #include <uv.h>
 
+#include "conn.h"
 #include "smtp_client.h"
 
 struct mc_conn;
+struct mc_mx_connect;
 struct mc_pool;
+struct smtp_client_scram;
 
 /* Content is read and stuffed this much at a time; stuffing at most
  * doubles it, so one write stays far below the conn's output_max even
@@ -27,6 +31,7 @@ enum smtp_client_state {
 	SC_HELO,
 	SC_STARTTLS,
 	SC_HANDSHAKE,
+	SC_AUTH,     /* an AUTH exchange (smtp_client_auth.c) */
 	SC_ENVELOPE, /* MAIL and RCPTs, pipelined or one by one */
 	SC_DATA,     /* waiting for the 354 */
 	SC_CONTENT,  /* sending the message */
@@ -61,6 +66,19 @@ struct mc_smtp_client {
 	uint64_t size;
 	bool use_fd;
 	int fd;
+
+	/* connecting by name (set.hosts; strings in pool) */
+	struct mc_mx_connect *mx; /* while connecting */
+	const char *host;         /* the host connected to, or "" */
+	const char *connect_errors;
+	uv_timer_t abort_timer; /* abort while mx connects: done from it */
+
+	/* AUTH: heap copies, wiped and freed as soon as AUTH is over */
+	char *auth_user, *auth_pass;
+	unsigned auth_mechs;
+	const char *auth_mech; /* the mechanism in use or used */
+	unsigned auth_step;
+	struct smtp_client_scram *scram;
 
 	struct mc_smtp_client_reply_parser parser;
 	struct mc_smtp_client_caps caps;
@@ -98,6 +116,25 @@ void mc_smtp_client_set_state(struct mc_smtp_client *c,
 void mc_smtp_client_fail(struct mc_smtp_client *c,
                          enum mc_smtp_client_status status,
                          const char *enhanced, const char *text);
+/* Every recipient not decided gets outcome with the client's code and
+ * text; the session ends with QUIT when polite, else a reset. */
+void mc_smtp_client_end(struct mc_smtp_client *c,
+                        enum mc_smtp_client_status status,
+                        enum mc_smtp_client_outcome outcome,
+                        const char *enhanced, const char *text, bool polite);
+/* The server refused the session as a whole with reply: every recipient
+ * not decided gets it; the caller says QUIT or resets. */
+void mc_smtp_client_refuse(struct mc_smtp_client *c,
+                           const struct mc_smtp_client_reply *reply,
+                           const char *command,
+                           enum mc_smtp_client_status status);
+void mc_smtp_client_quit(struct mc_smtp_client *c);
+void mc_smtp_client_protocol_error(struct mc_smtp_client *c, const char *what,
+                                   const struct mc_smtp_client_reply *reply);
+/* After AUTH (or without it): MAIL, RCPTs. */
+void mc_smtp_client_begin_transaction(struct mc_smtp_client *c);
+/* The connection is up: greeting or implicit TLS. */
+void mc_smtp_client_connected(struct mc_smtp_client *c);
 void mc_smtp_client_write_failed(struct mc_smtp_client *c, const char *error);
 /* Report the result and free the client when nothing holds it. */
 void mc_smtp_client_settle(struct mc_smtp_client *c);
@@ -107,11 +144,29 @@ void mc_smtp_client_settle(struct mc_smtp_client *c);
 void mc_smtp_client_pump_content(struct mc_smtp_client *c);
 
 /* smtp_client_setup.c: check set and msg (NULL, or why they are unfit)
- * and copy them into c (strings into c->pool). */
+ * and copy them into c (strings into c->pool, credentials to the heap). */
 const char *mc_smtp_client_check(const struct mc_smtp_client_settings *set,
                                  const struct mc_smtp_client_message *msg);
 void mc_smtp_client_copy(struct mc_smtp_client *c,
                          const struct mc_smtp_client_settings *set,
                          const struct mc_smtp_client_message *msg);
+/* Connect through lib/mx_connect.h (set.hosts) with the session's conn
+ * callbacks; the result comes to mc_smtp_client_connected or ends the
+ * session. -1 with error_r when it cannot start. */
+int mc_smtp_client_mx_start(struct mc_smtp_client *c,
+                            const struct mc_conn_callbacks *cb,
+                            const struct mc_conn_settings *cs,
+                            const char **error_r);
+/* Abort while mx connects: done follows from a zero timer. */
+void mc_smtp_client_mx_abort(struct mc_smtp_client *c);
+
+/* smtp_client_auth.c */
+/* After the EHLO (TLS active or not): AUTH if credentials were given,
+ * then the transaction. */
+void mc_smtp_client_auth_start(struct mc_smtp_client *c);
+void mc_smtp_client_auth_reply(struct mc_smtp_client *c,
+                               const struct mc_smtp_client_reply *reply);
+/* Wipe and free the credentials and any exchange state (idempotent). */
+void mc_smtp_client_auth_wipe(struct mc_smtp_client *c);
 
 #endif

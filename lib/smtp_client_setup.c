@@ -2,15 +2,20 @@
  * smtp_client_private.h): addresses and DSN parameters without control
  * characters or spaces where a command line would take them as syntax
  * (no command injection through an address), bounded lengths, a usable
- * TLS context, timeouts with their RFC 5321 defaults; then copies of
- * every string in the session's pool, so that the caller's message
- * struct may go away at once (the content itself is borrowed). */
+ * TLS context, credentials only with TLS, timeouts with their RFC 5321
+ * defaults; then copies of every string in the session's pool, so that
+ * the caller's message struct may go away at once (the content itself is
+ * borrowed), and of the credentials in heap memory that is wiped. Also
+ * connecting by name: the session's side of lib/mx_connect.h. */
 #include "smtp_client_private.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "error.h"
+#include "mem.h"
 #include "pool.h"
 #include "tls.h"
 
@@ -60,10 +65,48 @@ check_message(const struct mc_smtp_client_message *msg)
 }
 
 static const char *
+check_auth(const struct mc_smtp_client_settings *set)
+{
+	const char *u = set->auth_username, *p = set->auth_password;
+
+	if (u == NULL && p == NULL)
+		return NULL;
+	if (u == NULL || p == NULL)
+		return "AUTH needs both a username and a password";
+	if (set->tls == MC_SMTP_CLIENT_TLS_NONE)
+		return "AUTH needs TLS: credentials are never sent in clear "
+		       "text";
+	if (u[0] == '\0' || !text_ok(u, MC_SMTP_CLIENT_AUTH_CRED_MAX, true))
+		return "invalid AUTH username";
+	if (p[0] == '\0' || strlen(p) > MC_SMTP_CLIENT_AUTH_CRED_MAX)
+		return "invalid AUTH password length";
+	if (set->auth_mechs &
+	    ~(MC_SMTP_CLIENT_AUTH_PLAIN | MC_SMTP_CLIENT_AUTH_LOGIN |
+	      MC_SMTP_CLIENT_AUTH_SCRAM_SHA_256))
+		return "unknown AUTH mechanism";
+	return NULL;
+}
+
+static const char *
 check_settings(const struct mc_smtp_client_settings *set)
 {
-	if (set->ip == NULL || set->port == 0)
+	const char *why;
+
+	if (set->hosts != NULL || set->host_count > 0) {
+		if (set->ip != NULL)
+			return "either ip or hosts, not both";
+		if (set->hosts == NULL || set->host_count == 0 ||
+		    set->host_count > MC_MX_CONNECT_HOSTS_MAX)
+			return "host count out of range";
+		for (size_t i = 0; i < set->host_count; i++)
+			if (set->hosts[i] == NULL ||
+			    !text_ok(set->hosts[i], 300, false))
+				return "invalid host";
+	} else if (set->ip == NULL || set->port == 0) {
 		return "server address and port are required";
+	}
+	if ((why = check_auth(set)) != NULL)
+		return why;
 	if (set->helo_name == NULL || set->helo_name[0] == '\0' ||
 	    !text_ok(set->helo_name, 255, false))
 		return "invalid helo_name";
@@ -134,12 +177,35 @@ static void
 copy_settings(struct mc_smtp_client *c, const struct mc_smtp_client_settings *s)
 {
 	c->set = *s;
-	c->set.ip = mc_pool_strdup(c->pool, s->ip);
+	c->set.ip = pool_dup(c->pool, s->ip);
 	c->set.helo_name = mc_pool_strdup(c->pool, s->helo_name);
 	c->set.remote_name = pool_dup(c->pool, s->remote_name);
 	c->set.tls_peer_name = pool_dup(c->pool, s->tls_peer_name);
 	c->set.log_id = pool_dup(c->pool, s->log_id);
-	c->remote = c->set.remote_name != NULL ? c->set.remote_name : c->set.ip;
+	if (s->host_count > 0) {
+		const char **hosts =
+		        mc_pool_alloc(c->pool, s->host_count * sizeof(*hosts));
+
+		for (size_t i = 0; i < s->host_count; i++)
+			hosts[i] = mc_pool_strdup(c->pool, s->hosts[i]);
+		c->set.hosts = hosts;
+	}
+	c->host = "";
+	c->connect_errors = "";
+	/* Credentials: heap copies wiped after AUTH; none kept in set. */
+	if (s->auth_username != NULL) {
+		c->auth_user = mc_strdup(s->auth_username);
+		c->auth_pass = mc_strdup(s->auth_password);
+	}
+	c->auth_mechs = s->auth_mechs != 0
+	                        ? s->auth_mechs
+	                        : MC_SMTP_CLIENT_AUTH_PLAIN |
+	                                  MC_SMTP_CLIENT_AUTH_LOGIN |
+	                                  MC_SMTP_CLIENT_AUTH_SCRAM_SHA_256;
+	c->set.auth_username = c->set.auth_password = NULL;
+	c->remote = c->set.remote_name != NULL ? c->set.remote_name
+	            : c->set.ip != NULL        ? c->set.ip
+	                                       : c->set.hosts[0];
 	c->log_id = c->set.log_id != NULL ? c->set.log_id : "-";
 	c->tls_mode = s->tls;
 	resolve_timeouts(&s->timeouts, &c->to);
@@ -161,4 +227,90 @@ mc_smtp_client_copy(struct mc_smtp_client *c,
 {
 	copy_settings(c, set);
 	copy_message(c, msg);
+}
+
+/* ---- Connecting by name ------------------------------------------------ */
+
+static void
+mx_done(const struct mc_mx_connect_result *r, void *ctx)
+{
+	struct mc_smtp_client *c = ctx;
+
+	c->mx = NULL;
+	c->connect_errors = mc_pool_strdup(c->pool, r->errors);
+	if (r->conn == NULL) {
+		size_t n = strlen(r->errors) + 64;
+		char *text = mc_pool_alloc(c->pool, n);
+
+		/* No address at all (NXDOMAIN, no A/AAAA): RFC 3463 5.4.4,
+		 * "unable to route"; else a connection failure, retried. */
+		snprintf(text, n, "no connection to %s: %s", c->remote,
+		         r->errors);
+		mc_smtp_client_end(c, MC_SMTP_CLIENT_ERR_CONNECT,
+		                   r->permanent ? MC_SMTP_CLIENT_PERMFAIL
+		                                : MC_SMTP_CLIENT_TEMPFAIL,
+		                   r->permanent ? "5.4.4" : "4.4.1", text,
+		                   false);
+		mc_smtp_client_settle(c);
+		return;
+	}
+	c->conn = r->conn;
+	c->conns_open++;
+	c->set.ip = mc_pool_strdup(c->pool, r->ip);
+	c->set.port = r->port;
+	c->host = mc_pool_strdup(c->pool, r->host);
+	if (c->set.remote_name == NULL)
+		c->remote = c->host;
+	mc_smtp_client_connected(c);
+}
+
+int
+mc_smtp_client_mx_start(struct mc_smtp_client *c,
+                        const struct mc_conn_callbacks *cb,
+                        const struct mc_conn_settings *cs, const char **error_r)
+{
+	struct mc_mx_connect_settings ms = {
+	        .dns = c->set.dns,
+	        .hosts = c->set.hosts,
+	        .host_count = c->set.host_count,
+	        .port = c->set.port,
+	        .family = c->set.family,
+	        .attempt_timeout_ms = c->to.connect,
+	        .max_attempts = c->set.max_attempts,
+	        .conn = *cs,
+	        .cb = cb,
+	        .cb_ctx = c,
+	        .log_id = c->log_id,
+	};
+
+	return mc_mx_connect_start(c->loop, &ms, mx_done, c, &c->mx, error_r);
+}
+
+static void
+abort_timer_closed(uv_handle_t *h)
+{
+	struct mc_smtp_client *c = h->data;
+
+	/* Counted like a connection: the client lives until it is closed. */
+	c->conns_open--;
+	mc_smtp_client_end(c, MC_SMTP_CLIENT_ERR_LOCAL, MC_SMTP_CLIENT_TEMPFAIL,
+	                   "4.3.0", "delivery aborted", false);
+	mc_smtp_client_settle(c);
+}
+
+static void
+abort_timer_cb(uv_timer_t *t)
+{
+	uv_close((uv_handle_t *)t, abort_timer_closed);
+}
+
+void
+mc_smtp_client_mx_abort(struct mc_smtp_client *c)
+{
+	mc_mx_connect_cancel(c->mx);
+	c->mx = NULL;
+	uv_timer_init(c->loop, &c->abort_timer);
+	c->abort_timer.data = c;
+	c->conns_open++;
+	uv_timer_start(&c->abort_timer, abort_timer_cb, 0, 0);
 }

@@ -8,8 +8,14 @@
  * opportunistic with fallback, clear-text injection), implicit TLS, a
  * several-MiB message to a slow reader (from memory and from a file),
  * missing extensions and SIZE, refusals at greeting, MAIL and DATA,
- * connection failure, abort and argument checks. The loop must end with
- * no handle left (valgrind checks the rest). */
+ * connection failure, abort and argument checks; AUTH (SCRAM-SHA-256,
+ * PLAIN, LOGIN; refusals by code, a lying SCRAM server, no TLS, nothing
+ * in common; no credential in any log line, debug included); connecting
+ * by name through lib/mx_connect.h with the fake DNS server of
+ * dns_test_server.c. The loop must end with no handle left (valgrind
+ * checks the rest). */
+#include <fcntl.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +25,10 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "dns.h"
+#include "dns_test_server.h"
 #include "listener.h"
+#include "log.h"
 #include "mem.h"
 #include "smtp_client.h"
 #include "smtp_client_test_server.h"
@@ -64,6 +73,7 @@ struct run {
 		char enhanced[16], text[512], command[32];
 	} r[MAX_RCPTS];
 	char tls_version[32], remote[64], auth[MC_SMTP_CLIENT_AUTH_SIZE];
+	char auth_mech[32], ip[64], host[64], connect_errors[1024];
 	bool tls, tls_verified;
 	unsigned ext;
 	uint64_t size_max;
@@ -100,6 +110,12 @@ done_cb(const struct mc_smtp_client_result *res, void *ctx)
 	run->ext = res->caps->ext;
 	run->size_max = res->caps->size_max;
 	snprintf(run->auth, sizeof(run->auth), "%s", res->caps->auth);
+	snprintf(run->auth_mech, sizeof(run->auth_mech), "%s",
+	         res->auth_mech != NULL ? res->auth_mech : "");
+	snprintf(run->ip, sizeof(run->ip), "%s", res->ip);
+	snprintf(run->host, sizeof(run->host), "%s", res->host);
+	snprintf(run->connect_errors, sizeof(run->connect_errors), "%s",
+	         res->connect_errors);
 }
 
 static struct test_server srv;
@@ -180,6 +196,8 @@ prepare(const struct test_step *script)
 	srv.slow = 0;
 	srv.drop_after = 0;
 	srv.keep_raw = false;
+	srv.auth_user = srv.auth_pass = srv.auth_reply = NULL;
+	srv.scram_lie = false;
 }
 
 static bool
@@ -1052,6 +1070,482 @@ test_bad_arguments(void)
 	                           &error) < 0);
 }
 
+/* ---- AUTH ---------------------------------------------------------------- */
+
+/* ',' and '=' in the name: SCRAM's saslname escapes them. */
+#define AUTH_USER "re,lay=1@example.test"
+#define AUTH_PASS "correct horse,battery=staple"
+
+/* clang-format off */
+#define EHLO_AUTH(mechs)                                                       \
+	{"EHLO " HELO, "250-" HOST "\r\n250-PIPELINING\r\n250 AUTH " mechs "\r\n"}
+#define AUTH_SCRIPT(mechs)                                                     \
+	{GREETING, EHLO_TLS, {"STARTTLS", "!starttls"}, EHLO_AUTH(mechs),      \
+	 MAIL_OK, RCPT_OK("a@x.test"), RCPT_OK("b@x.test"), DATA_OK, DOT_OK,   \
+	 TEST_STEP_END}
+/* The session ends after AUTH (QUIT is answered past the script). */
+#define AUTH_ONLY(mechs)                                                       \
+	{GREETING, EHLO_TLS, {"STARTTLS", "!starttls"}, EHLO_AUTH(mechs),      \
+	 TEST_STEP_END}
+/* clang-format on */
+
+static struct mc_smtp_client_settings
+auth_settings(unsigned mechs)
+{
+	struct mc_smtp_client_settings set = settings(MC_SMTP_CLIENT_SMTP);
+
+	set.tls = MC_SMTP_CLIENT_TLS_REQUIRED;
+	set.tls_ctx = client_opp;
+	set.auth_username = AUTH_USER;
+	set.auth_password = AUTH_PASS;
+	set.auth_mechs = mechs;
+	return set;
+}
+
+static void
+auth_server(const struct test_step *script, const char *pass)
+{
+	prepare(script);
+	srv.auth_user = AUTH_USER;
+	srv.auth_pass = pass;
+}
+
+static void
+test_auth_mechanisms(void)
+{
+	static const struct test_step all[] =
+	        AUTH_SCRIPT("LOGIN PLAIN SCRAM-SHA-256");
+	static const struct test_step old[] = AUTH_SCRIPT("LOGIN PLAIN");
+	static const struct test_step implicit[] = {
+	        GREETING,      EHLO_AUTH("PLAIN"),
+	        MAIL_OK,       RCPT_OK("a@x.test"),
+	        DATA_OK,       DOT_OK,
+	        TEST_STEP_END,
+	};
+	static const char *const names[] = {"SCRAM-SHA-256", "PLAIN", "LOGIN"};
+	static const unsigned bits[] = {0, MC_SMTP_CLIENT_AUTH_PLAIN,
+	                                MC_SMTP_CLIENT_AUTH_LOGIN};
+	struct mc_smtp_client_message msg = message(2, body);
+	struct mc_smtp_client_settings set;
+	char user[64], pass[64];
+	struct run run;
+
+	/* The best offered and allowed: SCRAM, else as restricted. */
+	for (int i = 0; i < 3; i++) {
+		set = auth_settings(bits[i]);
+		auth_server(all, AUTH_PASS);
+		run_session(&set, &msg, &run);
+		CHECK(run.status == MC_SMTP_CLIENT_OK && run.delivered == 2);
+		CHECK_STR(run.auth_mech, names[i]);
+		CHECK(srv.auth_ok == 1 && srv.auth_530 == 0);
+		CHECK(srv.problems.len == 0);
+		CHECK(test_text_has(&srv.lines, "|AUTH "));
+		CHECK(test_text_has(&srv.lines, names[i]));
+		CHECK(strstr(srv.lines.data, "|MAIL FROM") >
+		      strstr(srv.lines.data, "|AUTH "));
+	}
+	/* No SCRAM offered: PLAIN before LOGIN. */
+	set = auth_settings(0);
+	auth_server(old, AUTH_PASS);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_OK);
+	CHECK_STR(run.auth_mech, "PLAIN");
+
+	/* A password outside printable ASCII: no SCRAM (no SASLprep). */
+	snprintf(pass, sizeof(pass), "p\xc3\xa4ssword");
+	set = auth_settings(0);
+	set.auth_password = pass;
+	auth_server(all, pass);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_OK);
+	CHECK_STR(run.auth_mech, "PLAIN");
+
+	/* The caller's copies may be wiped once start has returned. */
+	snprintf(user, sizeof(user), "%s", AUTH_USER);
+	snprintf(pass, sizeof(pass), "%s", AUTH_PASS);
+	set = auth_settings(MC_SMTP_CLIENT_AUTH_LOGIN);
+	set.auth_username = user;
+	set.auth_password = pass;
+	auth_server(all, AUTH_PASS);
+	{
+		struct mc_smtp_client *client;
+		const char *error;
+
+		memset(&run, 0, sizeof(run));
+		CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run,
+		                           &client, &error) == 0);
+		mc_wipe(user, sizeof(user));
+		mc_wipe(pass, sizeof(pass));
+		WAIT(run.done && srv.live == 0, 10000);
+		CHECK(run.status == MC_SMTP_CLIENT_OK && srv.auth_ok == 1);
+	}
+
+	/* Implicit TLS. */
+	set = auth_settings(0);
+	set.tls = MC_SMTP_CLIENT_TLS_IMPLICIT;
+	auth_server(implicit, AUTH_PASS);
+	srv.implicit_tls = true;
+	msg = message(1, body);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_OK && run.delivered == 1);
+	CHECK_STR(run.auth_mech, "PLAIN");
+}
+
+/* Every recipient with the same outcome, code and enhanced code. */
+static bool
+all_are(const struct run *run, enum mc_smtp_client_outcome outcome,
+        unsigned code, const char *enhanced, const char *command)
+{
+	bool ok = run->n > 0;
+
+	for (size_t i = 0; i < run->n; i++)
+		ok = rcpt_is(run, i, outcome, code, enhanced, command) && ok;
+	return ok;
+}
+
+static void
+test_auth_refused(void)
+{
+	static const struct test_step all[] =
+	        AUTH_ONLY("LOGIN PLAIN SCRAM-SHA-256");
+	static const unsigned bits[] = {MC_SMTP_CLIENT_AUTH_SCRAM_SHA_256,
+	                                MC_SMTP_CLIENT_AUTH_PLAIN,
+	                                MC_SMTP_CLIENT_AUTH_LOGIN};
+	struct mc_smtp_client_message msg = message(2, body);
+	struct mc_smtp_client_settings set;
+	struct run run;
+
+	/* A wrong password: 535 5.7.8 decides every recipient, for good. */
+	for (int i = 0; i < 3; i++) {
+		set = auth_settings(bits[i]);
+		auth_server(all, "another password");
+		run_session(&set, &msg, &run);
+		CHECK(run.status == MC_SMTP_CLIENT_ERR_AUTH);
+		CHECK(all_are(&run, MC_SMTP_CLIENT_PERMFAIL, 535, "5.7.8",
+		              "AUTH"));
+		CHECK(strstr(run.error, "AUTH refused by " HOST ": 535") !=
+		      NULL);
+		CHECK(srv.auth_failed == 1 && srv.quits == 1);
+		CHECK(!test_text_has(&srv.lines, "MAIL"));
+		CHECK(srv.problems.len == 0);
+	}
+	/* A temporary refusal: retried later. */
+	set = auth_settings(MC_SMTP_CLIENT_AUTH_PLAIN);
+	auth_server(all, AUTH_PASS);
+	srv.auth_reply = "454 4.7.0 Temporary authentication failure\r\n";
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_AUTH);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 454, "4.7.0", "AUTH"));
+
+	/* A SCRAM server that cannot prove it knows the password: the
+	 * client stops before MAIL, whatever the server says next. */
+	set = auth_settings(0);
+	auth_server(all, AUTH_PASS);
+	srv.scram_lie = true;
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_AUTH);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.7.0", ""));
+	CHECK(strstr(run.error, "signature") != NULL);
+	CHECK(srv.auth_ok == 0 && !test_text_has(&srv.lines, "MAIL"));
+	CHECK_STR(mc_smtp_client_status_name(run.status), "auth");
+}
+
+static void
+test_auth_impossible(void)
+{
+	static const struct test_step no_auth[] = {GREETING,
+	                                           EHLO_TLS,
+	                                           {"STARTTLS", "!starttls"},
+	                                           EHLO_AFTER,
+	                                           TEST_STEP_END};
+	static const struct test_step cram[] = AUTH_ONLY("CRAM-MD5");
+	static const struct test_step clear[] = {
+	        GREETING,
+	        {"EHLO " HELO, "250-" HOST "\r\n250 AUTH PLAIN LOGIN\r\n"},
+	        TEST_STEP_END};
+	static const struct test_step refused[] = {
+	        GREETING,
+	        {"EHLO " HELO,
+	         "250-" HOST "\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"},
+	        {"STARTTLS", "454 4.7.0 not now\r\n"},
+	        TEST_STEP_END};
+	static const struct test_step tls_fails[] = {
+	        GREETING, EHLO_TLS, {"STARTTLS", "!starttls"}, TEST_STEP_END};
+	static const struct test_step wants_auth[] = {
+	        GREETING,
+	        {"EHLO " HELO, "250-" HOST "\r\n250 AUTH PLAIN\r\n"},
+	        TEST_STEP_END};
+	struct mc_smtp_client_message msg = message(2, body);
+	struct mc_smtp_client_settings set;
+	struct run run;
+
+	/* AUTH not offered: never sent without it. */
+	set = auth_settings(0);
+	prepare(no_auth);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_AUTH);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.7.0", ""));
+	CHECK(strstr(run.error, "does not offer AUTH") != NULL);
+	CHECK(!test_text_has(&srv.lines, "MAIL") && srv.quits == 1);
+
+	/* Nothing in common. */
+	set = auth_settings(0);
+	auth_server(cram, AUTH_PASS);
+	run_session(&set, &msg, &run);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.7.0", ""));
+	CHECK(strstr(run.error, "in common") != NULL);
+	CHECK(strstr(run.error, "CRAM-MD5") != NULL);
+	CHECK(!test_text_has(&srv.lines, "AUTH"));
+
+	/* Opportunistic TLS and no STARTTLS, or STARTTLS refused: the
+	 * credentials stay home, whatever the server offers in clear. */
+	set = auth_settings(0);
+	set.tls = MC_SMTP_CLIENT_TLS_OPPORTUNISTIC;
+	auth_server(clear, AUTH_PASS);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_AUTH);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.7.11", ""));
+	CHECK(strstr(run.error, "without TLS") != NULL);
+	CHECK(!test_text_has(&srv.lines, "AUTH") && srv.quits == 1);
+	auth_server(refused, AUTH_PASS);
+	run_session(&set, &msg, &run);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.7.11", ""));
+	CHECK(!test_text_has(&srv.lines, "AUTH"));
+
+	/* A failed opportunistic handshake does not fall back to clear
+	 * text when there are credentials. */
+	set.tls_ctx = client_verify;
+	set.tls_peer_name = "other.example.test";
+	auth_server(tls_fails, AUTH_PASS);
+	srv.script2 = clear;
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_TLS);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.7.5", ""));
+	CHECK(srv.accepted == 1);
+
+	/* No credentials for a server that wants them: its 530 to MAIL. */
+	set = settings(MC_SMTP_CLIENT_SMTP);
+	auth_server(wants_auth, AUTH_PASS);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_REFUSED);
+	CHECK(all_are(&run, MC_SMTP_CLIENT_PERMFAIL, 530, "5.7.0",
+	              "MAIL FROM"));
+	CHECK(srv.auth_530 == 1);
+}
+
+static void
+test_auth_arguments(void)
+{
+	struct mc_smtp_client_message msg = message(1, body);
+	struct mc_smtp_client_settings set;
+	struct mc_smtp_client *client;
+	const char *error;
+	char long_pass[300];
+	struct run run;
+
+	set = auth_settings(0);
+	set.tls = MC_SMTP_CLIENT_TLS_NONE;
+	set.tls_ctx = NULL;
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+	CHECK(strstr(error, "TLS") != NULL);
+	set = auth_settings(0);
+	set.auth_password = NULL;
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+	set = auth_settings(0);
+	set.auth_username = "user\r\nMAIL FROM:<x>";
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+	set = auth_settings(0);
+	set.auth_password = "";
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+	memset(long_pass, 'x', sizeof(long_pass) - 1);
+	long_pass[sizeof(long_pass) - 1] = '\0';
+	set.auth_password = long_pass;
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+	set = auth_settings(0x80);
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+	/* None of the errors shows the secret. */
+	CHECK(strstr(error, AUTH_PASS) == NULL);
+}
+
+/* Does the file hold s? */
+static bool
+file_has(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "r");
+	static char buf[4 << 20];
+	size_t n;
+
+	if (f == NULL)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return memmem(buf, n, s, strlen(s)) != NULL;
+}
+
+/* The test's own complaints, which went to the log file with it. */
+static void
+show_failures(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "20", 2) != 0) /* not a log line */
+			fputs(line, stderr);
+	fclose(f);
+}
+
+static void
+b64(const char *in, size_t len, char *out)
+{
+	EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in,
+	                (int)len);
+}
+
+/* Everything AUTH does, with the log at debug level into a file that is
+ * then searched for the credentials in every form they take on the wire. */
+static void
+test_auth(void)
+{
+	char path[] = "/tmp/smtp_client_test_log.XXXXXX", enc[1024], plain[600];
+	static const char *const secrets[] = {
+	        AUTH_PASS, AUTH_USER, "correct horse", "p\xc3\xa4ssword"};
+	int fd = mkstemp(path), saved = dup(2);
+	size_t ulen = strlen(AUTH_USER);
+
+	CHECK(fd >= 0 && saved >= 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	mc_log_init("smtp_client_test", MC_LOG_DEBUG);
+
+	test_auth_mechanisms();
+	test_auth_refused();
+	test_auth_impossible();
+	test_auth_arguments();
+
+	mc_log_init("smtp_client_test", MC_LOG_INFO);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	show_failures(path);
+	CHECK(file_has(path, "auth=SCRAM-SHA-256 ok")); /* logs were kept */
+	CHECK(file_has(path, "AUTH PLAIN, step 0, hidden"));
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
+		CHECK(!file_has(path, secrets[i]));
+		b64(secrets[i], strlen(secrets[i]), enc);
+		CHECK(!file_has(path, enc));
+	}
+	plain[0] = '\0';
+	memcpy(plain + 1, AUTH_USER, ulen + 1);
+	memcpy(plain + 2 + ulen, AUTH_PASS, strlen(AUTH_PASS));
+	b64(plain, 2 + ulen + strlen(AUTH_PASS), enc);
+	CHECK(!file_has(path, enc));
+	CHECK(!file_has(path, "re=2Clay=3D1")); /* SCRAM's saslname */
+	unlink(path);
+}
+
+/* ---- Connecting by name ------------------------------------------------ */
+
+static void
+dns_closed(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void
+test_hosts(void)
+{
+	static const struct test_dns_entry table[] = {
+	        {"mx.test", TEST_DNS_AAAA, 0, "::1"},
+	        {"mx.test", TEST_DNS_A, 0, "127.0.0.1"},
+	        {"silent.test", 0, TEST_DNS_DROP, NULL},
+	        {NULL, 0, 0, NULL},
+	};
+	static const struct test_step script[] = {
+	        GREETING, EHLO_PIPE, MAIL_OK,       RCPT_OK("a@x.test"),
+	        DATA_OK,  DOT_OK,    TEST_STEP_END,
+	};
+	static const struct test_step hang[] = {{NULL, "!hang"}, TEST_STEP_END};
+	static struct test_dns_server fake; /* closed from the loop */
+	struct mc_dns *dns;
+	struct mc_smtp_client_settings set = settings(MC_SMTP_CLIENT_SMTP);
+	struct mc_smtp_client_message msg = message(1, body);
+	struct mc_smtp_client *client;
+	const char *hosts[2], *error;
+	bool closed = false;
+	struct run run;
+
+	memset(&fake, 0, sizeof(fake));
+	if (test_dns_start(&loop, &fake, table) < 0 ||
+	    mc_dns_new(&loop,
+	               &(struct mc_dns_settings){
+	                       .servers = (const char *[]){fake.address},
+	                       .server_count = 1,
+	                       .timeout_ms = 200,
+	                       .tries = 1},
+	               &dns, &error) < 0) {
+		CHECK(false);
+		return;
+	}
+	/* [::1] refuses on the server's port, 127.0.0.1 answers. */
+	set.ip = NULL;
+	set.dns = dns;
+	set.hosts = hosts;
+	set.host_count = 1;
+	set.remote_name = NULL;
+	hosts[0] = "mx.test";
+	prepare(script);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_OK && run.delivered == 1);
+	CHECK_STR(run.ip, "127.0.0.1");
+	CHECK_STR(run.host, "mx.test");
+	CHECK_STR(run.remote, "mx.test");
+	CHECK(strstr(run.connect_errors, "mx.test: connect to [::1]:") != NULL);
+
+	/* No such domain for every host: permanent (5.4.4). */
+	hosts[0] = "nx.test";
+	hosts[1] = "nx2.test";
+	set.host_count = 2;
+	prepare(hang);
+	run_session(&set, &msg, &run);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_CONNECT);
+	CHECK(rcpt_is(&run, 0, MC_SMTP_CLIENT_PERMFAIL, 0, "5.4.4", ""));
+	CHECK(strstr(run.error, "nx2.test A: no such domain") != NULL);
+	CHECK(srv.accepted == 0);
+
+	/* Abort while resolving: done follows from the loop. */
+	hosts[0] = "silent.test";
+	set.host_count = 1;
+	memset(&run, 0, sizeof(run));
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) == 0);
+	WAIT(false, 20);
+	mc_smtp_client_abort(client);
+	CHECK(!run.done);
+	WAIT(run.done, 2000);
+	CHECK(run.status == MC_SMTP_CLIENT_ERR_LOCAL);
+	CHECK(rcpt_is(&run, 0, MC_SMTP_CLIENT_TEMPFAIL, 0, "4.3.0", ""));
+
+	/* Both ip and hosts, or neither. */
+	set.ip = "127.0.0.1";
+	CHECK(mc_smtp_client_start(&loop, &set, &msg, done_cb, &run, &client,
+	                           &error) < 0);
+
+	mc_dns_close(dns, dns_closed, &closed);
+	WAIT(closed, 2000);
+	test_dns_stop(&fake);
+}
+
 static int
 setup_tls(void)
 {
@@ -1112,6 +1606,8 @@ main(void)
 	test_server_refusals();
 	test_connect_and_abort();
 	test_bad_arguments();
+	test_auth();
+	test_hosts();
 
 	test_server_stop(&srv);
 	uv_close((uv_handle_t *)&tick, NULL);

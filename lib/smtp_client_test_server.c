@@ -4,17 +4,21 @@
  * sees pipelining: a line that arrives before the previous reply was sent
  * was pipelined), DATA read with the real server's reader from
  * smtp_parser.h so that the client's dot-stuffing is checked against it,
- * optionally slowly (pausing the conn) to exercise back-pressure. */
+ * optionally slowly (pausing the conn) to exercise back-pressure. AUTH,
+ * when configured, is answered by its own small state machine. */
 #include "smtp_client_test_server.h"
 
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conn.h"
 #include "listener.h"
 #include "mem.h"
+#include "scram.h"
 #include "smtp_parser.h"
 #include "tls.h"
 
@@ -30,6 +34,19 @@ struct session {
 	char *pending; /* a delayed reply */
 	uv_timer_t reply_timer, slow_timer;
 	int parts;
+	/* AUTH */
+	enum {
+		A_NONE,
+		A_PLAIN,
+		A_LOGIN_USER,
+		A_LOGIN_PASS,
+		A_SCRAM_FIRST,
+		A_SCRAM_FINAL,
+		A_SCRAM_ACK
+	} auth;
+	bool authed;
+	char login_user[2048];
+	struct mc_scram_server *scram;
 };
 
 void
@@ -81,6 +98,7 @@ part_closed(struct session *s)
 	if (--s->parts > 0)
 		return;
 	s->srv->live--;
+	mc_scram_server_free(&s->scram);
 	free(s->pending);
 	test_text_free(&s->queue);
 	free(s);
@@ -232,11 +250,217 @@ answer(struct session *s, const char *reply)
 	               0);
 }
 
+/* ---- AUTH ---------------------------------------------------------------- */
+
+static void
+say_str(struct session *s, const char *text)
+{
+	say(s, text, strlen(text));
+}
+
+static int
+b64_decode(const char *in, char *out, size_t size, size_t *len_r)
+{
+	size_t len = strlen(in), pad = 0;
+	int n;
+
+	if (len % 4 != 0 || len / 4 * 3 >= size)
+		return -1;
+	n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in,
+	                    (int)len);
+	if (n < 0)
+		return -1;
+	pad = (len > 0 && in[len - 1] == '=') + (len > 1 && in[len - 2] == '=');
+	*len_r = (size_t)n - pad;
+	out[*len_r] = '\0';
+	return 0;
+}
+
+static void
+say_b64(struct session *s, const char *msg, size_t len)
+{
+	char line[2048];
+	int n = EVP_EncodeBlock((unsigned char *)line + 4,
+	                        (const unsigned char *)msg, (int)len);
+
+	memcpy(line, "334 ", 4);
+	memcpy(line + 4 + n, "\r\n", 2);
+	say(s, line, (size_t)n + 6);
+}
+
+static void
+verdict(struct session *s, bool ok)
+{
+	struct test_server *srv = s->srv;
+	const char *r = srv->auth_reply;
+
+	s->auth = A_NONE;
+	mc_scram_server_free(&s->scram);
+	if (r == NULL)
+		r = ok ? "235 2.7.0 authenticated\r\n"
+		       : "535 5.7.8 authentication credentials invalid\r\n";
+	if (r[0] == '2') {
+		s->authed = true;
+		srv->auth_ok++;
+	} else {
+		srv->auth_failed++;
+	}
+	say_str(s, r);
+}
+
+static void
+scram_step(struct session *s, const char *msg, size_t len)
+{
+	const char *out, *error;
+	char *v, *lie;
+	size_t olen;
+
+	if (s->auth == A_SCRAM_FIRST) {
+		if (mc_scram_verifier_new(
+		            s->srv->auth_pass, strlen(s->srv->auth_pass),
+		            MC_SCRAM_ITERATIONS_MIN, &v, &error) < 0 ||
+		    mc_scram_server_first(s->scram, msg, len, &error) < 0 ||
+		    mc_scram_server_challenge(s->scram, v, &out, &olen,
+		                              &error) < 0) {
+			problem(s->srv, "scram: %s", error);
+			verdict(s, false);
+			return;
+		}
+		free(v);
+		s->auth = A_SCRAM_FINAL;
+		say_b64(s, out, olen);
+		return;
+	}
+	if (mc_scram_server_final(s->scram, msg, len, &out, &olen, &error) <
+	    0) {
+		verdict(s, false);
+		return;
+	}
+	lie = mc_strdup(out);
+	if (s->srv->scram_lie) /* "v=..." with another signature */
+		lie[2] = lie[2] == 'A' ? 'B' : 'A';
+	s->auth = A_SCRAM_ACK;
+	say_b64(s, lie, olen);
+	free(lie);
+}
+
+/* A response line of the exchange in progress. */
+static void
+auth_continue(struct session *s, const char *line)
+{
+	struct test_server *srv = s->srv;
+	char msg[2048];
+	size_t len;
+
+	if (strcmp(line, "*") == 0) {
+		s->auth = A_NONE;
+		say_str(s, "501 5.7.0 cancelled\r\n");
+		return;
+	}
+	if (s->auth == A_SCRAM_ACK) {
+		verdict(s, line[0] == '\0');
+		return;
+	}
+	if (b64_decode(line, msg, sizeof(msg), &len) < 0) {
+		s->auth = A_NONE;
+		say_str(s, "501 5.5.2 bad base64\r\n");
+		return;
+	}
+	switch (s->auth) {
+	case A_PLAIN: {
+		const char *u = memchr(msg, '\0', len), *p;
+
+		p = u != NULL ? memchr(u + 1, '\0', len - (size_t)(u + 1 - msg))
+		              : NULL;
+		verdict(s, u != NULL && p != NULL && msg[0] == '\0' &&
+		                   strcmp(u + 1, srv->auth_user) == 0 &&
+		                   (size_t)(p + 1 - msg) +
+		                                   strlen(srv->auth_pass) ==
+		                           len &&
+		                   strcmp(p + 1, srv->auth_pass) == 0);
+		break;
+	}
+	case A_LOGIN_USER:
+		snprintf(s->login_user, sizeof(s->login_user), "%s", msg);
+		s->auth = A_LOGIN_PASS;
+		say_str(s, "334 UGFzc3dvcmQ6\r\n");
+		break;
+	case A_LOGIN_PASS:
+		verdict(s, strcmp(s->login_user, srv->auth_user) == 0 &&
+		                   strcmp(msg, srv->auth_pass) == 0);
+		break;
+	default:
+		scram_step(s, msg, len);
+		break;
+	}
+}
+
+static void
+auth_begin(struct session *s, const char *rest)
+{
+	struct test_server *srv = s->srv;
+	const char *sp = strchr(rest, ' ');
+	size_t mlen = sp != NULL ? (size_t)(sp - rest) : strlen(rest);
+
+	test_text_add(&srv->lines, "AUTH ", 5);
+	test_text_add(&srv->lines, rest, mlen);
+	test_text_add(&srv->lines, "|", 1);
+	if (s->authed) {
+		say_str(s, "503 5.5.1 already authenticated\r\n");
+		return;
+	}
+	if (mlen == 5 && strncasecmp(rest, "PLAIN", 5) == 0) {
+		s->auth = A_PLAIN;
+	} else if (mlen == 5 && strncasecmp(rest, "LOGIN", 5) == 0) {
+		s->auth = A_LOGIN_USER;
+		if (sp == NULL) {
+			say_str(s, "334 VXNlcm5hbWU6\r\n");
+			return;
+		}
+	} else if (mlen == 13 && strncasecmp(rest, "SCRAM-SHA-256", 13) == 0) {
+		s->auth = A_SCRAM_FIRST;
+		s->scram = mc_scram_server_new();
+	} else {
+		say_str(s, "504 5.5.4 unrecognized mechanism\r\n");
+		return;
+	}
+	if (sp != NULL)
+		auth_continue(s, sp + 1);
+	else
+		say_str(s, "334 \r\n");
+}
+
+/* True when the line belonged to AUTH (answered here). */
+static bool
+auth_line(struct session *s, const char *line)
+{
+	if (s->srv->auth_user == NULL)
+		return false;
+	if (s->auth != A_NONE) {
+		auth_continue(s, line);
+		return true;
+	}
+	if (strncasecmp(line, "AUTH ", 5) == 0) {
+		auth_begin(s, line + 5);
+		return true;
+	}
+	if (strncasecmp(line, "MAIL", 4) == 0 && !s->authed) {
+		s->srv->auth_530++;
+		test_text_add(&s->srv->lines, line, strlen(line));
+		test_text_add(&s->srv->lines, "|", 1);
+		say_str(s, "530 5.7.0 authentication required\r\n");
+		return true;
+	}
+	return false;
+}
+
 static void
 handle_line(struct session *s, const char *line)
 {
 	const struct test_step *st = &s->script[s->step];
 
+	if (auth_line(s, line))
+		return;
 	if (strcmp(line, ".") != 0) {
 		test_text_add(&s->srv->lines, line, strlen(line));
 		test_text_add(&s->srv->lines, "|", 1);
@@ -436,6 +660,7 @@ test_server_reset(struct test_server *srv)
 {
 	srv->accepted = srv->tls_ok = srv->tls_failed = 0;
 	srv->quits = srv->pauses = srv->pipelined = srv->max_backlog = 0;
+	srv->auth_ok = srv->auth_failed = srv->auth_530 = 0;
 	test_text_free(&srv->lines);
 	test_text_free(&srv->content);
 	test_text_free(&srv->raw);

@@ -8,7 +8,14 @@
  * "!flood" (100 KB without a line end). A reply starting with 354 switches
  * to DATA; the end of data is the step whose expect is ".". Lines past the
  * end of the script: QUIT is answered 221 and closes, anything else is a
- * script error. The server records what it saw for the checks. */
+ * script error. The server records what it saw for the checks.
+ *
+ * AUTH (RFC 4954), when auth_user is set: AUTH and the lines of its
+ * exchange are answered here, outside the script (PLAIN with or without
+ * an initial response, LOGIN, SCRAM-SHA-256 with lib/scram.h's server),
+ * and MAIL before a successful AUTH gets 530 5.7.0 (the script's EHLO
+ * reply says what is offered). Only "AUTH <mechanism>" is recorded in
+ * lines, never what follows it. */
 #ifndef SMTP_CLIENT_TEST_SERVER_H
 #define SMTP_CLIENT_TEST_SERVER_H
 
@@ -50,10 +57,16 @@ struct test_server {
 	size_t slow;             /* DATA: take this many bytes, pause 1 ms */
 	uint64_t drop_after;     /* DATA: reset after this many bytes */
 	bool keep_raw;           /* keep the DATA wire form */
+	const char *auth_user, *auth_pass; /* AUTH required when set */
+	/* Sent instead of the verdict at the end of an exchange, e.g.
+	 * "454 4.7.0 try later\r\n". */
+	const char *auth_reply;
+	bool scram_lie; /* SCRAM: a server signature that is wrong */
 	/* observed */
 	int accepted, live, tls_ok, tls_failed, quits, pauses;
-	int pipelined; /* lines that arrived before the previous reply */
+	int pipelined;   /* lines that arrived before the previous reply */
 	int max_backlog; /* most lines received and not yet answered */
+	int auth_ok, auth_failed, auth_530;
 	struct test_text lines;    /* command lines, each followed by '|' */
 	struct test_text content;  /* the last message, unstuffed */
 	struct test_text raw;      /* its wire form (keep_raw) */

@@ -363,7 +363,7 @@ mc_smtp_client_status_name(enum mc_smtp_client_status status)
 {
 	static const char *const names[] = {
 	        "ok",       "connect", "tls",         "timeout", "closed",
-	        "protocol", "refused", "unsupported", "local",
+	        "protocol", "refused", "unsupported", "local",   "auth",
 	};
 
 	if ((unsigned)status < sizeof(names) / sizeof(names[0]))

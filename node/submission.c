@@ -1,7 +1,7 @@
-/* Message submission: sessions, AUTH PLAIN and LOGIN, the envelope
- * (sender policy, recipients resolved and split between local delivery
- * and the relay) and the service; what happens after the final dot is in
- * submission_send.c. See submission.h and docs/submission.md. */
+/* Message submission: sessions, AUTH PLAIN, LOGIN and SCRAM-SHA-256, the
+ * envelope (sender policy, recipients resolved and split between local
+ * delivery and the relay) and the service; what happens after the final
+ * dot is in submission_send.c. See submission.h and docs/submission.md. */
 #include "submission.h"
 
 #include <stdio.h>
@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "scram.h"
 #include "submission_private.h"
 #include "tls.h"
 
@@ -100,7 +101,12 @@ sub_address_allowed(const struct mc_directory *dir, uint64_t account_id,
 	return false;
 }
 
-/* ---- AUTH PLAIN and LOGIN (RFC 4616, RFC 4954) ---- */
+/* ---- AUTH PLAIN, LOGIN and SCRAM-SHA-256 (RFC 4616, 5802, 7677, 4954) ---- */
+
+/* The longest SCRAM message sent in a 334: its base64 must fit the
+ * engine's 512-octet reply line after "334 " and before CRLF (506
+ * octets). Only a client nonce of hundreds of octets comes near it. */
+#define SUB_SCRAM_OUT_MAX (506 / 4 * 3)
 
 static void
 auth_reset(struct sub_sess *ss)
@@ -108,6 +114,8 @@ auth_reset(struct sub_sess *ss)
 	ss->auth_step = AUTH_NONE;
 	free(ss->login_user);
 	ss->login_user = NULL;
+	mc_scram_server_free(&ss->scram);
+	ss->scram_account = 0;
 }
 
 static void
@@ -131,8 +139,9 @@ auth_checked(void *arg, const struct node_auth_result *res)
 	struct sub_sess *ss = arg;
 
 	if (!res->ok) {
-		mc_info("submission login failed session=%s peer=%s",
-		        mc_smtp_session_id(ss->session), mc_smtp_session_peer_ip(ss->session));
+		mc_info("submission login failed session=%s peer=%s mech=%s",
+		        mc_smtp_session_id(ss->session), mc_smtp_session_peer_ip(ss->session),
+		        ss->auth_mech);
 		auth_fail(ss, 535, "5.7.8", "Authentication credentials invalid");
 		return;
 	}
@@ -140,9 +149,9 @@ auth_checked(void *arg, const struct node_auth_result *res)
 	ss->account_id = res->account_id;
 	free(ss->user);
 	ss->user = mc_strdup(res->address);
-	mc_info("submission login session=%s user=%s peer=%s",
+	mc_info("submission login session=%s user=%s peer=%s mech=%s",
 	        mc_smtp_session_id(ss->session), ss->user,
-	        mc_smtp_session_peer_ip(ss->session));
+	        mc_smtp_session_peer_ip(ss->session), ss->auth_mech);
 	mc_smtp_session_reply(ss->session, 235, "2.7.0", "Authentication successful");
 }
 
@@ -209,6 +218,155 @@ auth_login_pass(struct sub_sess *ss, const char *b64)
 	mc_wipe(raw, sizeof(raw));
 }
 
+/* A SCRAM message as a 334 continuation; false (nothing sent) when it
+ * would not fit the reply line. */
+static bool
+scram_continue(struct sub_sess *ss, const char *msg, size_t len,
+               enum sub_auth_step next)
+{
+	char b64[4 * (SUB_SCRAM_OUT_MAX / 3) + 1];
+
+	if (len > SUB_SCRAM_OUT_MAX)
+		return false;
+	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)msg, (int)len);
+	ss->auth_step = next;
+	mc_smtp_session_reply(ss->session, 334, NULL, b64);
+	return true;
+}
+
+/* The exchange failed at the client's message: malformed ones get 501
+ * at once, a proof that did not verify (a wrong password, an unknown
+ * user's fake verifier) waits out the penalty like a wrong password and
+ * ends in auth_checked's 535. */
+static void
+scram_failed(struct sub_sess *ss, const char *error)
+{
+	struct node_submission *sub = ss->sub;
+	enum mc_scram_failure why = mc_scram_server_failure(ss->scram);
+
+	mc_debug("submission session=%s scram failed: %s", mc_smtp_session_id(ss->session),
+	         error);
+	if (why == MC_SCRAM_FAIL_INTERNAL) {
+		auth_reset(ss);
+		mc_smtp_session_reply(ss->session, 454, "4.7.0",
+		                      "Temporary authentication failure");
+		return;
+	}
+	if (why == MC_SCRAM_FAIL_MALFORMED || why == MC_SCRAM_FAIL_UNSUPPORTED) {
+		auth_fail(ss, 501, "5.5.2", "Malformed or unsupported SCRAM message");
+		return;
+	}
+	auth_reset(ss);
+	node_auth_reject(sub->set.auth, mc_smtp_session_peer_ip(ss->session),
+	                 auth_checked, ss);
+}
+
+/* The client's empty answer to the server-final: logged in, if the
+ * account is still there. */
+static void
+scram_done(struct sub_sess *ss, const struct mc_directory *dir, size_t len)
+{
+	struct node_auth_result res = {.ok = true, .account_id = ss->scram_account};
+	const struct mc_dir_account *acc;
+	bool amb;
+
+	if (len != 0) {
+		auth_fail(ss, 501, "5.5.2", "Expected an empty response to the server-final");
+		return;
+	}
+	acc = mc_directory_login(dir, mc_scram_server_username(ss->scram), &amb);
+	if (acc == NULL || acc->id != ss->scram_account) {
+		scram_failed(ss, "account gone during the exchange");
+		return;
+	}
+	res.shard = acc->shard;
+	res.address = acc->address;
+	auth_checked(ss, &res);
+}
+
+/* One client message of SCRAM-SHA-256 (base64), as in node/imap_auth.c. */
+static void
+auth_scram(struct sub_sess *ss, const char *b64)
+{
+	const struct mc_directory *dir = mc_cfgsync_directory(ss->sub->set.sync);
+	const struct mc_dir_account *acc;
+	char msg[MC_SCRAM_MESSAGE_MAX + 4];
+	const char *out, *err = "message too long for a reply";
+	size_t n, outlen;
+	bool amb;
+
+	if (b64_decode(b64, msg, sizeof(msg), &n) < 0) {
+		auth_fail(ss, 501, "5.5.2", "Invalid base64 in the SASL response");
+		goto out;
+	}
+	switch (ss->auth_step) {
+	case AUTH_SCRAM_FIRST: /* client-first -> server-first */
+		if (mc_scram_server_first(ss->scram, msg, n, &err) < 0)
+			break;
+		acc = mc_directory_login(dir, mc_scram_server_username(ss->scram), &amb);
+		ss->scram_account = acc != NULL ? acc->id : 0;
+		if (mc_scram_server_challenge(ss->scram, acc != NULL ? acc->scram_sha256 : NULL,
+		                              &out, &outlen, &err) < 0)
+			break;
+		if (!scram_continue(ss, out, outlen, AUTH_SCRAM_FINAL))
+			auth_fail(ss, 501, "5.5.2", "SCRAM nonce too long");
+		goto out;
+	case AUTH_SCRAM_FINAL: /* client-final -> server-final */
+		if (mc_scram_server_final(ss->scram, msg, n, &out, &outlen, &err) < 0)
+			break;
+		if (ss->scram_account == 0) {
+			err = "unknown user";
+			break;
+		}
+		if (!scram_continue(ss, out, outlen, AUTH_SCRAM_DONE))
+			break; /* a v= is 46 octets: cannot happen */
+		goto out;
+	default:
+		scram_done(ss, dir, n);
+		goto out;
+	}
+	scram_failed(ss, err);
+out:
+	mc_wipe(msg, sizeof(msg));
+}
+
+static void
+auth_start(struct sub_sess *ss, const char *mechanism, const char *response)
+{
+	struct mc_smtp_session *s = ss->session;
+
+	if (strcmp(mechanism, "PLAIN") == 0) {
+		ss->auth_mech = "PLAIN";
+		if (response != NULL) {
+			auth_plain(ss, response);
+			return;
+		}
+		ss->auth_step = AUTH_PLAIN;
+		mc_smtp_session_reply(s, 334, NULL, "");
+	} else if (strcmp(mechanism, "LOGIN") == 0) {
+		ss->auth_mech = "LOGIN";
+		if (response != NULL) {
+			auth_login_user(ss, response);
+			return;
+		}
+		ss->auth_step = AUTH_LOGIN_USER;
+		mc_smtp_session_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* Username: */
+	} else if (strcmp(mechanism, MC_SCRAM_MECH) == 0) {
+		ss->auth_mech = MC_SCRAM_MECH;
+		ss->scram = mc_scram_server_new();
+		ss->auth_step = AUTH_SCRAM_FIRST;
+		if (response != NULL) {
+			auth_scram(ss, response);
+			return;
+		}
+		mc_smtp_session_reply(s, 334, NULL, "");
+	} else {
+		mc_smtp_session_reply(s, 504, "5.5.4", "Mechanism not supported");
+	}
+}
+
+/* A "*" after a 334 is answered by the engine without asking us: the
+ * exchange left behind is dropped by the next AUTH or the close. */
 static void
 on_auth(struct mc_smtp_session *s, void *ctx, const char *mechanism,
         const char *response)
@@ -218,23 +376,7 @@ on_auth(struct mc_smtp_session *s, void *ctx, const char *mechanism,
 	(void)ctx;
 	if (mechanism != NULL) {
 		auth_reset(ss);
-		if (strcmp(mechanism, "PLAIN") == 0) {
-			if (response != NULL) {
-				auth_plain(ss, response);
-				return;
-			}
-			ss->auth_step = AUTH_PLAIN;
-			mc_smtp_session_reply(s, 334, NULL, "");
-		} else if (strcmp(mechanism, "LOGIN") == 0) {
-			if (response != NULL) {
-				auth_login_user(ss, response);
-				return;
-			}
-			ss->auth_step = AUTH_LOGIN_USER;
-			mc_smtp_session_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* Username: */
-		} else {
-			mc_smtp_session_reply(s, 504, "5.5.4", "Mechanism not supported");
-		}
+		auth_start(ss, mechanism, response);
 		return;
 	}
 	switch (ss->auth_step) {
@@ -246,6 +388,11 @@ on_auth(struct mc_smtp_session *s, void *ctx, const char *mechanism,
 		break;
 	case AUTH_LOGIN_PASS:
 		auth_login_pass(ss, response);
+		break;
+	case AUTH_SCRAM_FIRST:
+	case AUTH_SCRAM_FINAL:
+	case AUTH_SCRAM_DONE:
+		auth_scram(ss, response);
 		break;
 	case AUTH_NONE:
 		auth_fail(ss, 501, "5.5.2", "Unexpected SASL response");
@@ -504,7 +651,7 @@ server_start(struct node_submission *sub, const char *addr, bool implicit,
 	if (sub->set.max_message > 0)
 		ss.max_message = sub->set.max_message;
 	ss.max_bad_commands = 10;
-	ss.auth_mechanisms = "PLAIN LOGIN";
+	ss.auth_mechanisms = "PLAIN LOGIN " MC_SCRAM_MECH;
 	if (mc_smtp_server_new(sub->loop, &ss, &policy, sub, server_r, error_r) < 0)
 		return -1;
 	if (mc_smtp_server_listen(*server_r, host, port,

@@ -2,7 +2,7 @@
  * listener (587-style) and an implicit-TLS listener (465-style) on the
  * SMTP engine (lib/smtp_server). Policy, in short (docs/submission.md
  * has the reasons):
- * - AUTH PLAIN and LOGIN (RFC 4954) only over TLS, checked by node_auth
+ * - AUTH PLAIN, LOGIN and SCRAM-SHA-256 (RFC 4954) only over TLS, checked by node_auth
  *   (full address or unambiguous local part, growing delays on failure);
  *   MAIL before AUTH is refused 530 5.7.0.
  * - The envelope sender and every address of the From and Sender header

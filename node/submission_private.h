@@ -31,6 +31,7 @@
 #define SUB_HELO_MAX 255
 
 struct sub_msg;
+struct mc_scram_server;
 
 /* The service: two engines (STARTTLS, implicit TLS) sharing one policy. */
 struct node_submission {
@@ -50,7 +51,15 @@ struct node_submission {
 	void *done_arg;
 };
 
-enum sub_auth_step { AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+enum sub_auth_step {
+	AUTH_NONE,
+	AUTH_PLAIN,
+	AUTH_LOGIN_USER,
+	AUTH_LOGIN_PASS,
+	AUTH_SCRAM_FIRST, /* waiting for the client-first-message */
+	AUTH_SCRAM_FINAL, /* server-first sent: the client-final */
+	AUTH_SCRAM_DONE,  /* server-final sent: the client's empty answer */
+};
 
 /* A list of addresses, deduplicated case-insensitively. */
 struct sub_addr_list {
@@ -66,7 +75,10 @@ struct sub_sess {
 	char *user;          /* the account's address */
 	unsigned auth_failures, messages;
 	enum sub_auth_step auth_step;
+	const char *auth_mech; /* static: the mechanism in progress, for logs */
 	char *login_user;
+	struct mc_scram_server *scram; /* SCRAM-SHA-256 in progress */
+	uint64_t scram_account;        /* its account; 0 for an unknown user */
 	/* The transaction: */
 	struct node_deliver_target *local;
 	size_t local_count, local_cap;

@@ -3,20 +3,19 @@
  * TLS mode and AUTH with the secret it references) or to the recipient
  * domain's MX. Everything about the route was copied from the directory
  * when the attempt began; the AUTH secret is read on a worker thread at
- * every attempt and wiped when the session ends.
+ * every attempt, handed to lib/smtp_client (which keeps its own copy
+ * until AUTH is over) and wiped right after.
  *
- * The way to a server: the hosts to try (the smarthost; or the domain's
- * MX hosts by preference, its implicit MX without records), each host's
- * addresses from lib/dns (IPv6 first, then IPv4), and for each address a
- * lib/smtp_client session. An address that cannot be reached (refused,
- * unreachable, timed out, lost before the server said anything) or a
- * server that refuses the connection with a 4xx greeting passes the turn
- * to the next address, then to the next host (RFC 5321 5.1); every such
- * failure is kept for the last error. The first server that decides
- * anything about the message (a reply to MAIL, RCPT or DATA) decides
- * for the attempt. Permanent DNS answers for the recipient domain (no
- * such domain, null MX) fail the recipients for good. */
-#include <arpa/inet.h>
+ * The way to a server: lib/smtp_client resolves and connects through
+ * lib/mx_connect (each host's AAAA and A, IPv6 and IPv4 falling back to
+ * each other, every error kept). For direct MX this file looks up the
+ * domain's MX hosts first (lib/dns: sorted, implicit MX), so that the
+ * domain's own permanent answers - no such domain, null MX - fail the
+ * recipients for good, and hands the client the hosts by preference. A
+ * host that connects but decides nothing about the message (a 4xx
+ * greeting, a TLS or protocol failure, a connection lost before MAIL)
+ * passes the turn to the next MX host (RFC 5321 5.1); the first server
+ * that answers the transaction decides the attempt. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,31 +30,25 @@
 /* MX hosts tried per attempt (Postfix tries 5 by default): a domain
  * with dozens of MX records does not make one attempt last forever. */
 #define EG_MAX_HOSTS 5
-/* Addresses tried per host. */
-#define EG_MAX_ADDRS 4
-/* The failures kept for last_error ("host [ip]: reason; ..."). */
+/* The failures kept for last_error ("host: reason; ..."). */
 #define EG_ERRORS_SIZE 400
 
 struct dl_egress {
-	bool smarthost;      /* else MX */
-	char *route;         /* route name, "" without one */
-	char *host;          /* smarthost host; MX: the recipient domain */
+	bool smarthost; /* else MX */
+	char *route;    /* route name, "" without one */
+	char *host;     /* smarthost host; MX: the recipient domain */
 	uint16_t port;
 	enum mc_dir_route_tls tls;
-	char *auth_user;     /* "" = no AUTH */
+	char *auth_user; /* "" = no AUTH */
 	char *secret_env, *secret_file;
-	char *secret;        /* read by dl_egress_prepare; wiped */
-	char *secret_error;  /* why it could not be read */
+	char *secret;       /* read by dl_egress_prepare; wiped */
+	char *secret_error; /* why it could not be read */
 
 	/* The attempt. */
 	struct mc_dns_lookup *lookup;
 	char *hosts[EG_MAX_HOSTS];
 	size_t host_count, host_next;
-	struct mc_dns_addr addrs[EG_MAX_ADDRS];
-	size_t addr_count, addr_next;
-	const char *current; /* hosts[host_next - 1] */
 	char errors[EG_ERRORS_SIZE];
-	bool dns_tempfail; /* some lookup failed temporarily */
 };
 
 struct dl_egress *
@@ -81,7 +74,6 @@ hosts_clear(struct dl_egress *eg)
 	for (size_t i = 0; i < eg->host_count; i++)
 		free(eg->hosts[i]);
 	eg->host_count = eg->host_next = 0;
-	eg->current = NULL;
 }
 
 void
@@ -116,7 +108,8 @@ dl_egress_prepare(struct dl_egress *eg)
 	if (eg->auth_user[0] == '\0')
 		return;
 	if (eg->secret_file[0] != '\0') {
-		if (mc_secret_read_file(eg->secret_file, &eg->secret, &error) < 0)
+		if (mc_secret_read_file(eg->secret_file, &eg->secret, &error) <
+		    0)
 			eg->secret_error = mc_strdup(error);
 	} else if (eg->secret_env[0] != '\0') {
 		/* The environment is never changed after start: reading it
@@ -139,13 +132,11 @@ static void
 egress_local(struct dl_session *s, enum mc_smtp_client_outcome outcome,
              const char *enhanced, const char *text)
 {
-	struct dl_egress *eg = s->egress;
-
-	mc_secret_free(&eg->secret);
-	dl_session_local(s, outcome, enhanced, text, eg->current);
+	mc_secret_free(&s->egress->secret);
+	dl_session_local(s, outcome, enhanced, text, NULL);
 }
 
-/* Keep a failure for last_error: "host [ip]: reason". */
+/* Keep a failure for last_error. */
 static void
 note_error(struct dl_egress *eg, const char *what)
 {
@@ -155,18 +146,6 @@ note_error(struct dl_egress *eg, const char *what)
 		return;
 	snprintf(eg->errors + n, sizeof(eg->errors) - n, "%s%s",
 	         n > 0 ? "; " : "", what);
-}
-
-/* Nothing is left to try: a temporary failure with what happened. */
-static void
-exhausted(struct dl_session *s)
-{
-	struct dl_egress *eg = s->egress;
-
-	egress_local(s, MC_SMTP_CLIENT_TEMPFAIL,
-	             eg->dns_tempfail ? "4.4.3" : "4.4.1",
-	             eg->errors[0] != '\0' ? eg->errors
-	                                   : "no server could be reached");
 }
 
 /* Calls that end a session must not run inside dl_egress_abort (the
@@ -180,9 +159,8 @@ deferred_cb(uv_timer_t *t)
 	egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.3.0", "aborted");
 }
 
-/* ---- connecting ------------------------------------------------------------ */
-
-static void next_host(struct dl_session *s);
+/* ---- the SMTP session ------------------------------------------------------
+ */
 
 static enum mc_smtp_client_tls_mode
 tls_mode(const struct dl_egress *eg)
@@ -200,12 +178,13 @@ tls_mode(const struct dl_egress *eg)
 	}
 }
 
-/* Did the server decide anything about the message? If not (no
- * connection, lost or timed out before a reply, a 4xx greeting), the next
- * address may take it. */
+/* A host connected but decided nothing about the message (no reply to
+ * MAIL, RCPT or DATA): the next MX host may take it. */
 static bool
 undecided(const struct mc_smtp_client_result *res)
 {
+	if (res->host == NULL || res->host[0] == '\0')
+		return false; /* nothing connected: every host was tried */
 	for (size_t i = 0; i < res->rcpt_count; i++) {
 		const struct mc_smtp_client_rcpt_result *r = &res->rcpts[i];
 
@@ -216,129 +195,83 @@ undecided(const struct mc_smtp_client_result *res)
 	}
 	return res->status != MC_SMTP_CLIENT_OK &&
 	       res->status != MC_SMTP_CLIENT_ERR_UNSUPPORTED &&
-	       res->status != MC_SMTP_CLIENT_ERR_LOCAL;
+	       res->status != MC_SMTP_CLIENT_ERR_LOCAL &&
+	       res->status != MC_SMTP_CLIENT_ERR_AUTH;
 }
 
-static void next_addr(struct dl_session *s);
+static void run_client(struct dl_session *s);
 
 static void
 client_done(const struct mc_smtp_client_result *res, void *ctx)
 {
 	struct dl_session *s = ctx;
 	struct dl_egress *eg = s->egress;
-	const struct mc_dns_addr *a = &eg->addrs[eg->addr_next - 1];
+	size_t i;
 
 	s->client = NULL;
-	if (!s->aborted && undecided(res)) {
-		const char *what = res->error != NULL ? res->error : "failed";
-
-		mc_info("egress next address id=%s dest=%s host=%s ip=%s "
-		        "error=\"%s\"",
-		        s->m->env->id, s->node->dest, eg->current, a->ip, what);
-		note_error(eg, mc_errorf("%s [%s]: %s", eg->current, a->ip, what));
-		next_addr(s);
-		return;
+	if (res->connect_errors != NULL && res->connect_errors[0] != '\0')
+		mc_info("egress id=%s dest=%s connect_errors=\"%s\"",
+		        s->m->env->id, s->node->dest, res->connect_errors);
+	if (!s->aborted && !eg->smarthost && undecided(res)) {
+		/* The hosts after the one that answered, if any. */
+		for (i = eg->host_next; i < eg->host_count; i++)
+			if (strcmp(eg->hosts[i], res->host) == 0)
+				break;
+		if (i + 1 < eg->host_count) {
+			note_error(eg,
+			           mc_errorf("%s: %s", res->host,
+			                     res->error != NULL ? res->error
+			                                        : "failed"));
+			mc_info("egress next host id=%s dest=%s host=%s "
+			        "error=\"%s\"",
+			        s->m->env->id, s->node->dest, res->host,
+			        res->error != NULL ? res->error : "");
+			eg->host_next = i + 1;
+			run_client(s);
+			return;
+		}
 	}
 	mc_secret_free(&eg->secret);
 	dl_session_result(s, res);
 }
 
-/* The next address of the current host, else the next host. */
+/* One lib/smtp_client session over the hosts left. */
 static void
-next_addr(struct dl_session *s)
+run_client(struct dl_session *s)
 {
 	struct dl_egress *eg = s->egress;
 	struct relay_delivery *d = s->m->d;
 	struct mc_smtp_client_rcpt *rcpts;
 	struct mc_smtp_client_message msg;
-	const struct mc_dns_addr *a;
 	struct mc_smtp_client_settings set = {
 	        .protocol = MC_SMTP_CLIENT_SMTP,
 	        .port = eg->port,
+	        .dns = d->dns,
+	        .hosts = (const char *const *)eg->hosts + eg->host_next,
+	        .host_count = eg->host_count - eg->host_next,
 	        .helo_name = d->hostname,
-	        .remote_name = eg->current,
 	        .tls = tls_mode(eg),
 	        .tls_ctx = eg->smarthost ? d->smarthost_tls : d->mx_tls,
-	        .tls_peer_name = eg->current,
 	        .log_id = s->m->env->id,
 	};
 	const char *error;
 	int rc;
 
-	if (eg->addr_next >= eg->addr_count) {
-		next_host(s);
-		return;
+	if (eg->secret != NULL) {
+		set.auth_username = eg->auth_user;
+		set.auth_password = eg->secret;
 	}
-	a = &eg->addrs[eg->addr_next++];
-	set.ip = a->ip;
-	mc_debug("egress id=%s dest=%s host=%s ip=%s port=%u", s->m->env->id,
-	         s->node->dest, eg->current, a->ip, (unsigned)eg->port);
 	rcpts = mc_calloc(s->count, sizeof(*rcpts));
 	dl_session_message(s, rcpts, &msg);
 	rc = mc_smtp_client_start(d->loop, &set, &msg, client_done, s,
 	                          &s->client, &error);
 	free(rcpts);
+	/* The client keeps its own copy until AUTH is over. */
+	mc_secret_free(&eg->secret);
 	if (rc < 0) {
 		s->client = NULL;
-		note_error(eg, mc_errorf("%s [%s]: %s", eg->current, a->ip, error));
-		next_addr(s);
-	}
-}
-
-static void
-addrs_done(const struct mc_dns_result *res, void *ctx)
-{
-	struct dl_session *s = ctx;
-	struct dl_egress *eg = s->egress;
-
-	eg->lookup = NULL;
-	if (res->status == MC_DNS_TEMPFAIL)
-		eg->dns_tempfail = true;
-	if (res->status != MC_DNS_OK) {
-		note_error(eg, mc_errorf("%s: %s", eg->current,
-		                         res->error != NULL
-		                                 ? res->error
-		                                 : mc_dns_status_name(res->status)));
-		next_host(s);
-		return;
-	}
-	eg->addr_count = eg->addr_next = 0;
-	/* AAAA answers first, then A: IPv6 is tried first and IPv4 takes
-	 * over when it fails (a host without IPv6 connectivity). */
-	for (size_t i = 0; i < res->addr_count && eg->addr_count < EG_MAX_ADDRS; i++)
-		eg->addrs[eg->addr_count++] = res->addrs[i];
-	next_addr(s);
-}
-
-/* Resolve and try the next host, or give up. */
-static void
-next_host(struct dl_session *s)
-{
-	struct dl_egress *eg = s->egress;
-	unsigned char buf[16];
-	const char *error;
-	int family;
-
-	if (eg->host_next >= eg->host_count) {
-		exhausted(s);
-		return;
-	}
-	eg->current = eg->hosts[eg->host_next++];
-	eg->addr_count = eg->addr_next = 0;
-	family = inet_pton(AF_INET, eg->current, buf) == 1    ? AF_INET
-	         : inet_pton(AF_INET6, eg->current, buf) == 1 ? AF_INET6
-	                                                      : 0;
-	if (family != 0) { /* an IP literal: nothing to resolve */
-		eg->addrs[0].family = family;
-		snprintf(eg->addrs[0].ip, sizeof(eg->addrs[0].ip), "%s", eg->current);
-		eg->addr_count = 1;
-		next_addr(s);
-		return;
-	}
-	if (mc_dns_addrs(s->m->d->dns, eg->current, MC_DNS_A | MC_DNS_AAAA,
-	                 addrs_done, s, &eg->lookup, &error) < 0) {
-		note_error(eg, mc_errorf("%s: %s", eg->current, error));
-		next_host(s);
+		note_error(eg, error);
+		egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.4.1", eg->errors);
 	}
 }
 
@@ -353,8 +286,9 @@ mx_done(const struct mc_dns_result *res, void *ctx)
 	case MC_DNS_OK:
 		break;
 	case MC_DNS_NULL_MX:
-		egress_local(s, MC_SMTP_CLIENT_PERMFAIL, "5.1.10",
-		             mc_errorf("%s accepts no mail (null MX)", eg->host));
+		egress_local(
+		        s, MC_SMTP_CLIENT_PERMFAIL, "5.1.10",
+		        mc_errorf("%s accepts no mail (null MX)", eg->host));
 		return;
 	case MC_DNS_NXDOMAIN:
 	case MC_DNS_NODATA:
@@ -363,16 +297,17 @@ mx_done(const struct mc_dns_result *res, void *ctx)
 		return;
 	case MC_DNS_TEMPFAIL:
 	default:
-		eg->dns_tempfail = true;
 		egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.4.3",
 		             mc_errorf("MX lookup for %s: %s", eg->host,
-		                       res->error != NULL ? res->error
-		                                          : "temporary failure"));
+		                       res->error != NULL
+		                               ? res->error
+		                               : "temporary failure"));
 		return;
 	}
-	for (size_t i = 0; i < res->mx_count && eg->host_count < EG_MAX_HOSTS; i++)
+	for (size_t i = 0; i < res->mx_count && eg->host_count < EG_MAX_HOSTS;
+	     i++)
 		eg->hosts[eg->host_count++] = mc_strdup(res->mx[i].host);
-	next_host(s);
+	run_client(s);
 }
 
 void
@@ -382,7 +317,6 @@ dl_egress_start(struct dl_session *s)
 	const char *error;
 
 	eg->errors[0] = '\0';
-	eg->dns_tempfail = false;
 	hosts_clear(eg);
 	if (eg->secret_error != NULL) {
 		egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.7.0",
@@ -391,23 +325,16 @@ dl_egress_start(struct dl_session *s)
 		                       eg->route, eg->secret_error));
 		return;
 	}
-	if (eg->auth_user[0] != '\0') {
-		/* lib/smtp_client has no AUTH yet: sending without it would
-		 * have the smarthost refuse (and the sender get a bounce). */
-		egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.7.0",
-		             mc_errorf("route %s needs AUTH, which this relay "
-		                       "cannot do yet",
-		                       eg->route));
-		return;
-	}
 	if (eg->smarthost) {
 		eg->hosts[eg->host_count++] = mc_strdup(eg->host);
-		next_host(s);
+		run_client(s);
 		return;
 	}
-	if (mc_dns_mx(s->m->d->dns, eg->host, mx_done, s, &eg->lookup, &error) < 0)
-		egress_local(s, MC_SMTP_CLIENT_PERMFAIL, "5.1.2",
-		             mc_errorf("%s is not a domain: %s", eg->host, error));
+	if (mc_dns_mx(s->m->d->dns, eg->host, mx_done, s, &eg->lookup, &error) <
+	    0)
+		egress_local(
+		        s, MC_SMTP_CLIENT_PERMFAIL, "5.1.2",
+		        mc_errorf("%s is not a domain: %s", eg->host, error));
 }
 
 void

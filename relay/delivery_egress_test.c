@@ -8,8 +8,10 @@
  * unreachable; NXDOMAIN and null MX failing for good; a 451 leaving the
  * recipient pending with its last error, then a changed route (new host
  * under the same name and a new id) delivering at once after a kick; a
- * route whose AUTH secret cannot be read; the per-destination session
- * limit; local accounts of an outbound message still over LMTP. */
+ * rule for one domain; a route whose AUTH secret cannot be read; AUTH
+ * PLAIN over STARTTLS with the secret from the environment and from a
+ * file read again at every attempt; the per-destination session limit;
+ * local accounts of an outbound message still over LMTP. */
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 #include "listener.h"
 #include "log.h"
 #include "mem.h"
+#include "mime_decode.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "test.h"
@@ -36,11 +39,12 @@ static struct relay_queue *queue;
 static struct mc_directory *dir;
 static uint64_t dir_version;
 static struct mc_dns *dns;
-static struct mc_tls_ctx *client_tls, *mx_tls;
+static struct mc_tls_ctx *client_tls, *mx_tls, *server_tls;
 static struct test_dns_server dns_server;
 static struct test_dns_entry dns_table[16];
 
-/* ---- loop ------------------------------------------------------------------ */
+/* ---- loop ------------------------------------------------------------------
+ */
 
 static bool timed_out;
 
@@ -113,7 +117,8 @@ queue_empty(void *arg)
 	return queued() == 0;
 }
 
-/* ---- the directory ---------------------------------------------------------- */
+/* ---- the directory ----------------------------------------------------------
+ */
 
 /* example.com with account a@ (shard 0, owner lmtp or none); routes
  * (JSON array text), rules (JSON array text). */
@@ -151,17 +156,27 @@ dir_set(const char *lmtp, const char *routes, const char *rules)
 
 /* A route's JSON. */
 static char *
+route_tls(unsigned id, const char *name, const char *kind, const char *host,
+          unsigned port, const char *tls, const char *auth_user,
+          const char *secret_env, const char *secret_file, bool is_default)
+{
+	return mc_asprintf("{\"id\":%u,\"name\":\"%s\",\"kind\":\"%s\","
+	                   "\"host\":\"%s\",\"port\":%u,\"tls\":\"%s\","
+	                   "\"auth_user\":\"%s\",\"secret_env\":\"%s\","
+	                   "\"secret_file\":\"%s\",\"default\":%s,"
+	                   "\"created_at\":1}",
+	                   id, name, kind, host, port, tls, auth_user,
+	                   secret_env, secret_file,
+	                   is_default ? "true" : "false");
+}
+
+static char *
 route(unsigned id, const char *name, const char *kind, const char *host,
       unsigned port, const char *auth_user, const char *secret_env,
       bool is_default)
 {
-	return mc_asprintf("{\"id\":%u,\"name\":\"%s\",\"kind\":\"%s\","
-	                   "\"host\":\"%s\",\"port\":%u,\"tls\":\"none\","
-	                   "\"auth_user\":\"%s\",\"secret_env\":\"%s\","
-	                   "\"secret_file\":\"\",\"default\":%s,"
-	                   "\"created_at\":1}",
-	                   id, name, kind, host, port, auth_user, secret_env,
-	                   is_default ? "true" : "false");
+	return route_tls(id, name, kind, host, port, "none", auth_user,
+	                 secret_env, "", is_default);
 }
 
 static const struct mc_directory *
@@ -184,6 +199,8 @@ struct fake {
 	bool hold;
 	struct mc_smtp_session *held;
 	char rcpts[512];
+	char login[128]; /* "user:password" of the last AUTH PLAIN */
+	bool tls_seen;   /* the last transaction ran over TLS */
 	bool listener_closed, smtp_closed;
 };
 
@@ -229,10 +246,12 @@ f_data_end(struct mc_smtp_session *s, void *ctx)
 	size_t n = 0;
 
 	f->txns++;
+	f->tls_seen = mc_smtp_session_tls(s);
 	f->rcpts[0] = '\0';
 	for (size_t i = 0; i < txn->rcpt_count; i++)
-		n += (size_t)snprintf(f->rcpts + n, sizeof(f->rcpts) - n, "%s%s",
-		                      i > 0 ? "," : "", txn->rcpts[i].mailbox);
+		n += (size_t)snprintf(f->rcpts + n, sizeof(f->rcpts) - n,
+		                      "%s%s", i > 0 ? "," : "",
+		                      txn->rcpts[i].mailbox);
 	if (f->hold) {
 		f->held = s;
 		return;
@@ -247,14 +266,50 @@ f_accept(struct mc_listener *l, struct mc_conn *conn, void *ctx)
 	mc_smtp_server_accept(((struct fake *)ctx)->smtp, conn);
 }
 
+/* AUTH PLAIN with an initial response: "\0user\0password". */
+static void
+f_auth(struct mc_smtp_session *s, void *ctx, const char *mechanism,
+       const char *response)
+{
+	struct fake *f = ctx;
+	struct mc_strbuf raw = {0};
+	const char *user, *pass;
+
+	if (mechanism == NULL || strcmp(mechanism, "PLAIN") != 0 ||
+	    response == NULL) {
+		mc_smtp_session_reply(s, 504, "5.5.4", "PLAIN only, please");
+		return;
+	}
+	mc_mime_decode_base64(&raw, response, strlen(response));
+	mc_strbuf_addc(&raw, '\0');
+	user = raw.data != NULL ? memchr(raw.data, '\0', raw.len) : NULL;
+	pass = user != NULL ? user + strlen(user + 1) + 2 : NULL;
+	if (user != NULL && pass < raw.data + raw.len) {
+		snprintf(f->login, sizeof(f->login), "%s:%s", user + 1, pass);
+		mc_smtp_session_reply(s, 235, "2.7.0", "ok");
+	} else {
+		mc_smtp_session_reply(s, 535, "5.7.8", "bad");
+	}
+	mc_strbuf_fini(&raw);
+}
+
 static const struct mc_smtp_policy fake_policy = {
         .connect = f_connect,
         .data_start = f_data_start,
         .data_end = f_data_end,
 };
 
+static const struct mc_smtp_policy fake_auth_policy = {
+        .connect = f_connect,
+        .data_start = f_data_start,
+        .data_end = f_data_end,
+        .auth = f_auth,
+};
+
+/* With auth: STARTTLS (server_tls) and AUTH PLAIN, required by nothing
+ * but recorded. */
 static void
-fake_start(struct fake *f, enum mc_smtp_mode mode)
+fake_start_tls(struct fake *f, enum mc_smtp_mode mode, bool auth)
 {
 	struct mc_smtp_server_settings set;
 	struct mc_listener_settings ls = {.host = "127.0.0.1"};
@@ -265,13 +320,26 @@ fake_start(struct fake *f, enum mc_smtp_mode mode)
 	mc_smtp_server_settings_init(&set);
 	set.hostname = "fake.test";
 	set.mode = mode;
-	if (mc_smtp_server_new(&loop, &set, &fake_policy, f, &f->smtp, &error) < 0 ||
-	    mc_listener_new(&loop, &ls, f_accept, f, &f->listener, &error) < 0) {
+	if (auth) {
+		set.tls = server_tls;
+		set.auth_mechanisms = "PLAIN";
+	}
+	if (mc_smtp_server_new(&loop, &set,
+	                       auth ? &fake_auth_policy : &fake_policy, f,
+	                       &f->smtp, &error) < 0 ||
+	    mc_listener_new(&loop, &ls, f_accept, f, &f->listener, &error) <
+	            0) {
 		fprintf(stderr, "fake: %s\n", error);
 		exit(1);
 	}
 	f->port = mc_listener_port(f->listener);
 	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", (unsigned)f->port);
+}
+
+static void
+fake_start(struct fake *f, enum mc_smtp_mode mode)
+{
+	fake_start_tls(f, mode, false);
 }
 
 static void
@@ -302,7 +370,8 @@ fake_stop(struct fake *f)
 	CHECK(run_until(fake_gone, f, 5000));
 }
 
-/* ---- messages and the scheduler ---------------------------------------------- */
+/* ---- messages and the scheduler
+ * ---------------------------------------------- */
 
 static const char content[] = "From: a@example.com\r\nTo: x@far.test\r\n"
                               "Subject: egress\r\n\r\nHello.\r\n";
@@ -436,7 +505,8 @@ dns_set(size_t i, const char *name, uint16_t type, enum test_dns_kind kind,
 	dns_table[i + 1] = (struct test_dns_entry){NULL, 0, 0, NULL};
 }
 
-/* ---- tests ---------------------------------------------------------------- */
+/* ---- tests ----------------------------------------------------------------
+ */
 
 /* The default route is a smarthost by IP: delivered; an account of the
  * same outbound message goes over LMTP. */
@@ -562,7 +632,8 @@ test_tempfail_then_route_change(void)
 	CHECK(env != NULL &&
 	      strcmp(env->rcpts[0].last_error, "451 4.3.0 busy, later") == 0);
 	CHECK(env != NULL && env->rcpts[0].next_attempt > time(NULL) + 30);
-	CHECK(env != NULL && strncmp(env->rcpts[0].route, "smarthost:sh#1:", 15) == 0);
+	CHECK(env != NULL &&
+	      strncmp(env->rcpts[0].route, "smarthost:sh#1:", 15) == 0);
 	relay_queue_envelope_free(&env);
 	/* deleted and recreated: same name, new id, new host */
 	r = route(2, "sh", "smarthost", "127.0.0.1", good.port, "", "", true);
@@ -586,7 +657,8 @@ test_rule_and_secret(void)
 	struct relay_delivery *d;
 	struct relay_queue_envelope *env;
 	struct rcpt_wait w = {.attempts = 1};
-	char id[RELAY_QUEUE_ID_SIZE], id2[RELAY_QUEUE_ID_SIZE], *r1, *r2, *routes;
+	char id[RELAY_QUEUE_ID_SIZE], id2[RELAY_QUEUE_ID_SIZE], *r1, *r2,
+	        *routes;
 
 	spool_new();
 	fake_start(&a, MC_SMTP_MODE_SMTP);
@@ -619,17 +691,66 @@ test_rule_and_secret(void)
 	CHECK(run_until(attempts_reached, &w, 5000));
 	env = load(id);
 	CHECK(env != NULL && env->rcpts[0].state == RELAY_QUEUE_PENDING);
-	CHECK(env != NULL &&
-	      strstr(env->rcpts[0].last_error, "4.7.0 cannot read the AUTH secret "
-	                                       "of route auth: environment "
-	                                       "variable "
-	                                       "MC_EGRESS_TEST_NO_SUCH_SECRET is "
-	                                       "not set") != NULL);
+	CHECK(env != NULL && strstr(env->rcpts[0].last_error,
+	                            "4.7.0 cannot read the AUTH secret "
+	                            "of route auth: environment "
+	                            "variable "
+	                            "MC_EGRESS_TEST_NO_SUCH_SECRET is "
+	                            "not set") != NULL);
 	relay_queue_envelope_free(&env);
 	CHECK(a.txns == 1);
 	stop(d);
 	fake_stop(&a);
 	fake_stop(&b);
+	spool_rm();
+}
+
+/* AUTH over STARTTLS with the secret from the environment, then from a
+ * file rewritten between attempts (read at every attempt). */
+static void
+test_auth(void)
+{
+	struct fake sh;
+	struct relay_delivery *d;
+	char id[RELAY_QUEUE_ID_SIZE], *r, path[256];
+	FILE *f;
+
+	spool_new();
+	fake_start_tls(&sh, MC_SMTP_MODE_SMTP, true);
+	setenv("MC_EGRESS_TEST_SECRET", "s3cret-env", 1);
+	r = route_tls(1, "sh", "smarthost", "127.0.0.1", sh.port, "starttls",
+	              "relay", "MC_EGRESS_TEST_SECRET", "", true);
+	dir_set(NULL, r, NULL);
+	free(r);
+	commit("a@example.com", "x@far.test", NULL, id);
+	d = start(0, 0);
+	CHECK(run_until(queue_empty, NULL, 5000));
+	CHECK(sh.txns == 1 && sh.tls_seen);
+	CHECK(strcmp(sh.login, "relay:s3cret-env") == 0);
+	stop(d);
+	snprintf(path, sizeof(path), "%s/secret", spool);
+	f = fopen(path, "w");
+	fputs("from-the-file\n", f);
+	fclose(f);
+	r = route_tls(2, "sh", "smarthost", "127.0.0.1", sh.port, "starttls",
+	              "relay", "", path, true);
+	dir_set(NULL, r, NULL);
+	free(r);
+	commit("a@example.com", "y@far.test", NULL, id);
+	d = start(0, 0);
+	CHECK(run_until(queue_empty, NULL, 5000));
+	CHECK(sh.txns == 2 && strcmp(sh.login, "relay:from-the-file") == 0);
+	f = fopen(path, "w");
+	fputs("rotated\n", f);
+	fclose(f);
+	commit("a@example.com", "z@far.test", NULL, id);
+	stop(d);
+	d = start(0, 0);
+	CHECK(run_until(queue_empty, NULL, 5000));
+	CHECK(sh.txns == 3 && strcmp(sh.login, "relay:rotated") == 0);
+	stop(d);
+	unsetenv("MC_EGRESS_TEST_SECRET");
+	fake_stop(&sh);
 	spool_rm();
 }
 
@@ -676,9 +797,11 @@ main(void)
 {
 	struct mc_dns_settings ds = {0};
 	const char *servers[1], *error;
+	char *cert = NULL, *key = NULL;
 
-	mc_log_init("delivery_egress_test",
-	            getenv("MC_TEST_VERBOSE") ? MC_LOG_DEBUG : MC_LOG_ERROR + 1);
+	mc_log_init("delivery_egress_test", getenv("MC_TEST_VERBOSE")
+	                                            ? MC_LOG_DEBUG
+	                                            : MC_LOG_ERROR + 1);
 	uv_loop_init(&loop);
 	dns_table[0].name = NULL;
 	if (test_dns_start(&loop, &dns_server, dns_table) < 0) {
@@ -690,9 +813,15 @@ main(void)
 	ds.server_count = 1;
 	ds.timeout_ms = 500;
 	ds.tries = 1;
-	if (mc_dns_new(&loop, &ds, &dns, &error) < 0 ||
-	    mc_tls_ctx_new(MC_TLS_CLIENT, &(struct mc_tls_settings){0}, &client_tls,
-	                   &error) < 0 ||
+	if (mc_tls_self_signed("127.0.0.1", 2, &cert, &key, &error) < 0 ||
+	    mc_tls_ctx_new(
+	            MC_TLS_SERVER,
+	            &(struct mc_tls_settings){.cert_pem = cert, .key_pem = key},
+	            &server_tls, &error) < 0 ||
+	    mc_dns_new(&loop, &ds, &dns, &error) < 0 ||
+	    mc_tls_ctx_new(MC_TLS_CLIENT,
+	                   &(struct mc_tls_settings){.ca_pem = cert},
+	                   &client_tls, &error) < 0 ||
 	    mc_tls_ctx_new(MC_TLS_CLIENT,
 	                   &(struct mc_tls_settings){.opportunistic = true},
 	                   &mx_tls, &error) < 0) {
@@ -706,10 +835,15 @@ main(void)
 	test_tempfail_then_route_change();
 	test_rule_and_secret();
 	test_destination_limit();
+	test_auth();
 	mc_dns_close(dns, NULL, NULL);
 	test_dns_stop(&dns_server);
 	mc_tls_ctx_free(&client_tls);
 	mc_tls_ctx_free(&mx_tls);
+	mc_tls_ctx_free(&server_tls);
+	mc_wipe(key, strlen(key));
+	free(key);
+	free(cert);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	CHECK(uv_loop_close(&loop) == 0);
 	uv_library_shutdown();

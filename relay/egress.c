@@ -50,7 +50,7 @@ struct eg_rcpt {
 struct eg_sess {
 	struct relay_egress *eg;
 	struct mc_smtp_session *session;
-	bool trusted; /* by address; else only after mutual TLS */
+	bool trusted;          /* by address; else only after mutual TLS */
 	struct eg_rcpt *rcpts; /* final recipients, deduplicated */
 	size_t rcpt_count, rcpt_cap;
 	struct relay_queue_msg *msg;      /* while receiving and signing */
@@ -86,7 +86,8 @@ static bool
 rcpt_add(struct eg_sess *es, const char *address,
          const struct mc_smtp_params *params)
 {
-	unsigned max = es->eg->set.max_expanded ? es->eg->set.max_expanded : 1000;
+	unsigned max =
+	        es->eg->set.max_expanded ? es->eg->set.max_expanded : 1000;
 	struct eg_rcpt *r;
 
 	for (size_t i = 0; i < es->rcpt_count; i++)
@@ -96,13 +97,15 @@ rcpt_add(struct eg_sess *es, const char *address,
 		return false;
 	if (es->rcpt_count == es->rcpt_cap) {
 		es->rcpt_cap = es->rcpt_cap ? es->rcpt_cap * 2 : 8;
-		es->rcpts = mc_realloc(es->rcpts, es->rcpt_cap * sizeof(*es->rcpts));
+		es->rcpts = mc_realloc(es->rcpts,
+		                       es->rcpt_cap * sizeof(*es->rcpts));
 	}
 	r = &es->rcpts[es->rcpt_count++];
 	r->address = mc_strdup(address);
 	r->notify = params->notify;
 	r->orcpt = params->orcpt != NULL
-	                   ? mc_asprintf("%s;%s", params->orcpt_type, params->orcpt)
+	                   ? mc_asprintf("%s;%s", params->orcpt_type,
+	                                 params->orcpt)
 	                   : mc_strdup("");
 	return true;
 }
@@ -130,7 +133,8 @@ on_connect(struct mc_smtp_session *s, void *ctx)
 	es->eg = eg;
 	es->session = s;
 	es->fd = -1;
-	es->trusted = relay_trusted_match(&eg->trusted, mc_smtp_session_peer_ip(s));
+	es->trusted =
+	        relay_trusted_match(&eg->trusted, mc_smtp_session_peer_ip(s));
 	mc_smtp_session_set_user(s, es);
 	if (!es->trusted && eg->set.mtls == NULL) {
 		mc_warn("egress refused session=%s peer=%s reason=\"not in "
@@ -141,7 +145,8 @@ on_connect(struct mc_smtp_session *s, void *ctx)
 		return;
 	}
 	mc_debug("egress session=%s peer=%s trusted=%s", mc_smtp_session_id(s),
-	         mc_smtp_session_peer_ip(s), es->trusted ? "address" : "after-tls");
+	         mc_smtp_session_peer_ip(s),
+	         es->trusted ? "address" : "after-tls");
 	mc_smtp_session_accept(s);
 }
 
@@ -176,7 +181,8 @@ on_rcpt(struct mc_smtp_session *s, void *ctx, const struct mc_smtp_path *to,
 	size_t n, nf = 0;
 
 	if (to->postmaster) {
-		mc_smtp_session_reply(s, 550, "5.1.1", "Use postmaster@<domain>");
+		mc_smtp_session_reply(s, 550, "5.1.1",
+		                      "Use postmaster@<domain>");
 		return;
 	}
 	if (to->literal) {
@@ -184,14 +190,21 @@ on_rcpt(struct mc_smtp_session *s, void *ctx, const struct mc_smtp_path *to,
 		                      "Address literals are not relayed");
 		return;
 	}
-	if (dir == NULL || !mc_directory_has_domain(dir, to->domain)) {
+	if (dir == NULL || mc_directory_version(dir) == 0) {
+		/* A relay that never got its directory has no DKIM keys:
+		 * better later than unsigned. */
+		mc_smtp_session_reply(s, 451, "4.3.0",
+		                      "Relay not ready (no directory yet)");
+		return;
+	}
+	if (!mc_directory_has_domain(dir, to->domain)) {
 		if (!rcpt_add(es, to->mailbox, params))
 			goto too_many;
 		mc_smtp_session_accept(s);
 		return;
 	}
-	n = mc_directory_resolve(dir, to->mailbox, accs, EG_RESOLVE_MAX, foreign,
-	                         EG_RESOLVE_MAX, &nf);
+	n = mc_directory_resolve(dir, to->mailbox, accs, EG_RESOLVE_MAX,
+	                         foreign, EG_RESOLVE_MAX, &nf);
 	if (n == 0 && nf == 0) {
 		mc_smtp_session_reply(s, 550, "5.1.1", "No such user here");
 		return;
@@ -291,7 +304,8 @@ envelope_of(struct eg_sess *es)
 	relay_queue_str_set(&env->client.addr, mc_smtp_session_peer_ip(s));
 	relay_queue_str_set(&env->client.proto, mc_smtp_session_protocol(s));
 	if (mc_smtp_session_tls(s))
-		snprintf(tls, sizeof(tls), "%s %s", mc_smtp_session_tls_version(s),
+		snprintf(tls, sizeof(tls), "%s %s",
+		         mc_smtp_session_tls_version(s),
 		         mc_smtp_session_tls_cipher(s));
 	relay_queue_str_set(&env->client.tls, tls);
 	env->body = txn->body == MC_SMTP_BODY_8BITMIME || txn->eightbit
@@ -358,7 +372,8 @@ read_work(uv_work_t *w)
 	    (es->map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
 	                    es->fd, 0)) == MAP_FAILED) {
 		es->map = NULL;
-		snprintf(es->error, sizeof(es->error), "cannot map the message");
+		snprintf(es->error, sizeof(es->error),
+		         "cannot map the message");
 		return;
 	}
 	es->map_size = (size_t)st.st_size;
@@ -409,7 +424,8 @@ commit_done(uv_work_t *w, int status)
 		                      "Queue write failed, try again");
 		return;
 	}
-	mc_info("queued outbound session=%s id=%s from=<%s> rcpts=%zu size=%llu "
+	mc_info("queued outbound session=%s id=%s from=<%s> rcpts=%zu "
+	        "size=%llu "
 	        "dkim=\"%s\"",
 	        mc_smtp_session_id(es->session), es->id, es->env->sender,
 	        es->env->rcpt_count, (unsigned long long)es->env->size,
@@ -442,12 +458,15 @@ read_done(uv_work_t *w, int status)
 	es->signers = relay_signer_get(eg->set.signer, dir, es->domain);
 	if (relay_sign_set_count(es->signers) > 0) {
 		snprintf(es->sign_note, sizeof(es->sign_note), "%s",
-		         relay_sign_set_describe(es->signers, desc, sizeof(desc)));
+		         relay_sign_set_describe(es->signers, desc,
+		                                 sizeof(desc)));
 	} else {
-		snprintf(es->sign_note, sizeof(es->sign_note),
-		         "unsigned: no active key for the From domain \"%.64s\"",
-		         es->domain[0] != '\0' ? es->domain : "(none)");
-		mc_warn("egress dkim unsigned session=%s id=%s from_domain=\"%.64s\"",
+		snprintf(
+		        es->sign_note, sizeof(es->sign_note),
+		        "unsigned: no active key for the From domain \"%.64s\"",
+		        es->domain[0] != '\0' ? es->domain : "(none)");
+		mc_warn("egress dkim unsigned session=%s id=%s "
+		        "from_domain=\"%.64s\"",
 		        mc_smtp_session_id(es->session), es->id, es->domain);
 	}
 	uv_queue_work(eg->loop, &es->work, sign_work, commit_done);
@@ -465,7 +484,8 @@ on_data_end(struct mc_smtp_session *s, void *ctx)
 		         mc_smtp_session_id(s), es->id, es->error);
 		relay_queue_abort(&es->msg);
 		if (too_big)
-			mc_smtp_session_reply(s, 552, "5.3.4", "Message too big");
+			mc_smtp_session_reply(s, 552, "5.3.4",
+			                      "Message too big");
 		else
 			mc_smtp_session_reply(s, 451, "4.3.0",
 			                      "Queue write failed, try again");
@@ -521,11 +541,13 @@ relay_egress_start(uv_loop_t *loop, const struct relay_egress_settings *set,
 	struct relay_egress *eg;
 	struct mc_smtp_server_settings ss;
 
-	if (set->mtls == NULL && (set->trusted == NULL || set->trusted->count == 0)) {
-		*error_r = "egress_listen needs mutual TLS (egress_tls_cert_file, "
-		           "egress_tls_key_file, egress_tls_ca_file) or "
-		           "egress_trusted networks: it must never be open to "
-		           "the world";
+	if (set->mtls == NULL &&
+	    (set->trusted == NULL || set->trusted->count == 0)) {
+		*error_r =
+		        "egress_listen needs mutual TLS (egress_tls_cert_file, "
+		        "egress_tls_key_file, egress_tls_ca_file) or "
+		        "egress_trusted networks: it must never be open to "
+		        "the world";
 		return -1;
 	}
 	eg = mc_malloc(sizeof(*eg));
@@ -542,15 +564,18 @@ relay_egress_start(uv_loop_t *loop, const struct relay_egress_settings *set,
 	ss.extensions |= MC_SMTP_EXT_DSN;
 	if (set->max_message > 0)
 		ss.max_message = set->max_message;
-	if (mc_smtp_server_new(loop, &ss, &policy, eg, &eg->server, error_r) < 0)
+	if (mc_smtp_server_new(loop, &ss, &policy, eg, &eg->server, error_r) <
+	    0)
 		goto fail;
-	if (mc_smtp_server_listen(eg->server, set->host, set->port, 0, error_r) < 0) {
+	if (mc_smtp_server_listen(eg->server, set->host, set->port, 0,
+	                          error_r) < 0) {
 		mc_smtp_server_close(eg->server, NULL, NULL);
 		goto fail;
 	}
-	mc_info("egress listening address=%s mutual_tls=%s trusted_networks=%zu",
-	        mc_smtp_server_address(eg->server), set->mtls != NULL ? "yes" : "no",
-	        eg->trusted.count);
+	mc_info("egress listening address=%s mutual_tls=%s "
+	        "trusted_networks=%zu",
+	        mc_smtp_server_address(eg->server),
+	        set->mtls != NULL ? "yes" : "no", eg->trusted.count);
 	*eg_r = eg;
 	return 0;
 fail:

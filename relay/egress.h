@@ -34,8 +34,8 @@ struct mc_tls_ctx;
 struct relay_egress_settings {
 	const char *host; /* listen address (IP literal) */
 	uint16_t port;
-	const char *hostname; /* banner, Received "by" */
-	uint64_t max_message; /* SIZE; 0: the engine's default */
+	const char *hostname;  /* banner, Received "by" */
+	uint64_t max_message;  /* SIZE; 0: the engine's default */
 	unsigned max_expanded; /* final recipients per message; 0: 1000 */
 	/* STARTTLS with mutual TLS: a server context made with a CA file,
 	 * so a handshake only completes with a client certificate from that

@@ -8,7 +8,7 @@
  * keys queued unsigned; mutual TLS (MAIL before STARTTLS refused 530, a
  * client without a certificate failing the handshake, one with a
  * certificate from the CA accepted); an untrusted peer refused at the
- * banner. */
+ * banner; a relay without a directory yet answering 451. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +112,8 @@ dir_load(void)
 	        "\"accounts\":[{\"id\":10,\"domain_id\":1,"
 	        "\"address\":\"a@example.com\",\"shard\":0,\"quota_bytes\":0},"
 	        "{\"id\":11,\"domain_id\":2,"
-	        "\"address\":\"o@other.example\",\"shard\":0,\"quota_bytes\":0}],"
+	        "\"address\":\"o@other.example\",\"shard\":0,\"quota_bytes\":0}"
+	        "],"
 	        "\"aliases\":[{\"id\":20,\"domain_id\":1,"
 	        "\"address\":\"list@example.com\",\"destinations\":"
 	        "[\"a@example.com\",\"x@elsewhere.test\"]}],\"shards\":[],"
@@ -207,7 +208,8 @@ egress_start(const char *trusted, struct mc_tls_ctx *mtls)
 	struct relay_egress *eg = NULL;
 	const char *error;
 
-	if (trusted != NULL && relay_trusted_parse(trusted, &nets, &error) < 0) {
+	if (trusted != NULL &&
+	    relay_trusted_parse(trusted, &nets, &error) < 0) {
 		fprintf(stderr, "trusted: %s\n", error);
 		exit(1);
 	}
@@ -280,7 +282,7 @@ sent_done(void *arg)
 
 static void
 send_msg(uint16_t port, struct mc_tls_ctx *tls, const char *data,
-     const char *const *rcpts, size_t n, struct sent *out)
+         const char *const *rcpts, size_t n, struct sent *out)
 {
 	struct mc_smtp_client_rcpt r[4];
 	struct mc_smtp_client_settings set = {
@@ -307,7 +309,8 @@ send_msg(uint16_t port, struct mc_tls_ctx *tls, const char *data,
 	memset(out, 0, sizeof(*out));
 	for (size_t i = 0; i < n; i++)
 		r[i] = (struct mc_smtp_client_rcpt){.address = rcpts[i]};
-	if (mc_smtp_client_start(&loop, &set, &msg, sent_cb, out, &c, &error) < 0) {
+	if (mc_smtp_client_start(&loop, &set, &msg, sent_cb, out, &c, &error) <
+	    0) {
 		fprintf(stderr, "client: %s\n", error);
 		exit(1);
 	}
@@ -328,8 +331,11 @@ static void
 test_refuse_open(void)
 {
 	struct relay_egress_settings set = {
-	        .host = "127.0.0.1", .hostname = "relay.test", .queue = queue,
-	        .signer = signer, .directory = test_directory,
+	        .host = "127.0.0.1",
+	        .hostname = "relay.test",
+	        .queue = queue,
+	        .signer = signer,
+	        .directory = test_directory,
 	        .committed = on_committed,
 	};
 	struct relay_trusted none = {.count = 0};
@@ -346,8 +352,9 @@ test_refuse_open(void)
 static void
 test_trusted_signed(void)
 {
-	static const char *const rcpts[] = {"x@elsewhere.test", "list@example.com",
-	                                    "nobody@example.com", "o@other.example"};
+	static const char *const rcpts[] = {
+	        "x@elsewhere.test", "list@example.com", "nobody@example.com",
+	        "o@other.example"};
 	struct relay_egress *eg = egress_start("127.0.0.0/8", NULL);
 	const struct relay_queue_envelope *env;
 	struct sent s;
@@ -392,7 +399,8 @@ static void
 test_unsigned(void)
 {
 	static const char *const rcpts[] = {"y@elsewhere.test"};
-	static const char msg[] = "From: o@other.example\r\nSubject: x\r\n\r\nhi\r\n";
+	static const char msg[] =
+	        "From: o@other.example\r\nSubject: x\r\n\r\nhi\r\n";
 	struct relay_egress *eg = egress_start("127.0.0.1", NULL);
 	struct sent s;
 	char *body;
@@ -422,7 +430,8 @@ test_mutual_tls(void)
 	const char *error;
 	struct sent s;
 
-	if (mc_tls_self_signed("127.0.0.1", 2, &srv_cert, &srv_key, &error) < 0 ||
+	if (mc_tls_self_signed("127.0.0.1", 2, &srv_cert, &srv_key, &error) <
+	            0 ||
 	    mc_tls_self_signed("node-1", 2, &cli_cert, &cli_key, &error) < 0 ||
 	    mc_tls_ctx_new(MC_TLS_SERVER,
 	                   &(struct mc_tls_settings){.cert_pem = srv_cert,
@@ -480,13 +489,33 @@ test_untrusted(void)
 	egress_stop(eg);
 }
 
+/* Before its first directory the relay has no keys: 451, not unsigned. */
+static void
+test_no_directory_yet(void)
+{
+	static const char *const rcpts[] = {"z@elsewhere.test"};
+	struct mc_directory *saved = dir;
+	struct relay_egress *eg;
+	struct sent s;
+
+	dir = mc_directory_new();
+	eg = egress_start("127.0.0.1", NULL);
+	send_msg(egress_port(eg), NULL, message, rcpts, 1, &s);
+	CHECK(s.outcome[0] == MC_SMTP_CLIENT_TEMPFAIL && s.code[0] == 451);
+	CHECK(ncommitted == 0);
+	egress_stop(eg);
+	mc_directory_free(&dir);
+	dir = saved;
+}
+
 int
 main(void)
 {
 	const char *error;
 
-	mc_log_init("egress_test",
-	            getenv("MC_TEST_VERBOSE") ? MC_LOG_DEBUG : MC_LOG_ERROR + 1);
+	mc_log_init("egress_test", getenv("MC_TEST_VERBOSE")
+	                                   ? MC_LOG_DEBUG
+	                                   : MC_LOG_ERROR + 1);
 	uv_loop_init(&loop);
 	snprintf(spool, sizeof(spool), "/tmp/mc-egress-test-XXXXXX");
 	if (mkdtemp(spool) == NULL) {
@@ -504,6 +533,7 @@ main(void)
 	test_unsigned();
 	test_mutual_tls();
 	test_untrusted();
+	test_no_directory_yet();
 	relay_signer_free(&signer);
 	mc_directory_free(&dir);
 	relay_queue_close(&queue);

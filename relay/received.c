@@ -16,18 +16,22 @@ relay_received_header(struct mc_smtp_session *s, const char *hostname,
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	n = (size_t)snprintf(buf, size, "Received: from %.255s ([%s])\r\n\tby %.255s "
+	n = (size_t)snprintf(buf, size,
+	                     "Received: from %.255s ([%s])\r\n\tby %.255s "
 	                     "(mail-cluster) with %s id %s",
-	                     helo != NULL ? helo : "unknown", mc_smtp_session_peer_ip(s),
-	                     hostname, mc_smtp_session_protocol(s), id);
+	                     helo != NULL ? helo : "unknown",
+	                     mc_smtp_session_peer_ip(s), hostname,
+	                     mc_smtp_session_protocol(s), id);
 	if (n < size && mc_smtp_session_tls(s))
-		n += (size_t)snprintf(buf + n, size - n,
-		                      "\r\n\t(using %s with cipher %s (%d bits))",
-		                      mc_smtp_session_tls_version(s),
-		                      mc_smtp_session_tls_cipher(s),
-		                      mc_smtp_session_tls_bits(s));
+		n += (size_t)snprintf(
+		        buf + n, size - n,
+		        "\r\n\t(using %s with cipher %s (%d bits))",
+		        mc_smtp_session_tls_version(s),
+		        mc_smtp_session_tls_cipher(s),
+		        mc_smtp_session_tls_bits(s));
 	if (n < size && rcpt != NULL)
-		n += (size_t)snprintf(buf + n, size - n, "\r\n\tfor <%.512s>", rcpt);
+		n += (size_t)snprintf(buf + n, size - n, "\r\n\tfor <%.512s>",
+		                      rcpt);
 	if (n < size)
 		snprintf(buf + n, size - n, ";\r\n\t%s\r\n", date);
 }

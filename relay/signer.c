@@ -16,12 +16,12 @@
 struct sig_entry {
 	struct sig_entry *next;
 	uint64_t id;
-	unsigned char digest[32]; /* SHA-256 of the private PEM */
+	unsigned char digest[32];      /* SHA-256 of the private PEM */
 	struct mc_dkim_signer *signer; /* NULL: the key did not parse */
 	char desc[160];                /* d= s= a= for logs */
 	unsigned refs;                 /* sets holding it */
-	bool stale;   /* not asked for since the last directory change */
-	bool orphan;  /* out of the cache; freed with its last set */
+	bool stale;  /* not asked for since the last directory change */
+	bool orphan; /* out of the cache; freed with its last set */
 };
 
 struct relay_signer {

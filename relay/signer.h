@@ -46,8 +46,8 @@ struct relay_sign_set *relay_signer_get(struct relay_signer *s,
                                         const char *domain);
 size_t relay_sign_set_count(const struct relay_sign_set *set);
 /* "d=example.org s=sel1 a=ed25519-sha256, ..." for logs, into buf. */
-const char *relay_sign_set_describe(const struct relay_sign_set *set,
-                                    char *buf, size_t size);
+const char *relay_sign_set_describe(const struct relay_sign_set *set, char *buf,
+                                    size_t size);
 /* mc_dkim_sign_with over msg with every signer of the set (any thread). */
 int relay_sign_set_sign(const struct relay_sign_set *set, const char *msg,
                         size_t len, int64_t now, struct mc_strbuf *out,

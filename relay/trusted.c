@@ -42,9 +42,10 @@ net_parse(const char *item, struct relay_trusted_net *net, const char **error_r)
 	bytes = max / 8;
 	for (unsigned bit = net->prefix; bit < bytes * 8; bit++) {
 		if (net->addr[bit / 8] & (0x80u >> (bit % 8))) {
-			*error_r = mc_errorf("trusted network \"%.64s\" has host "
-			                     "bits set below its prefix",
-			                     item);
+			*error_r =
+			        mc_errorf("trusted network \"%.64s\" has host "
+			                  "bits set below its prefix",
+			                  item);
 			return -1;
 		}
 	}
@@ -75,9 +76,10 @@ relay_trusted_parse(const char *text, struct relay_trusted *t,
 			p++;
 		len = (size_t)(p - start);
 		if (len >= sizeof(item)) {
-			*error_r = mc_errorf("\"%.64s...\" is not an IP address "
-			                     "or network",
-			                     start);
+			*error_r =
+			        mc_errorf("\"%.64s...\" is not an IP address "
+			                  "or network",
+			                  start);
 			return -1;
 		}
 		if (out.count == RELAY_TRUSTED_MAX) {

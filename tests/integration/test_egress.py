@@ -28,6 +28,7 @@ smarthosts 31632 (AUTH) and 31633, the MX 31634 (the relay's mx_port)."""
 
 import os
 import re
+import shutil
 import smtplib
 
 import dkim
@@ -240,6 +241,8 @@ def test_teardown(c):
     for k in ("auth", "open", "mx", "dns"):
         if k in state:
             state.pop(k).stop()
+    if "work" in state:
+        shutil.rmtree(state.pop("work"), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ smarthosts 31732 and 31733."""
 import email
 import imaplib
 import re
+import shutil
 import time
 
 from harness import Cluster, add_accounts, run_tests, wait_until
 from test_egress_lib import (FakeDns, Smarthost, egress_send, egress_setup,
-                             make_cert, message, queue_json, queue_show,
-                             tempdir, wait_queue_gone, wait_rcpt_error)
+                             make_cert, message, tempdir, wait_queue_gone,
+                             wait_rcpt_error)
 
 BASE = 31610
 DNS_PORT = BASE + 121
@@ -46,7 +47,7 @@ state = {}
 
 
 def test_setup(c):
-    work = tempdir("mc-it-egress-retry-%d-" % BASE)
+    work = state["work"] = tempdir("mc-it-egress-retry-%d-" % BASE)
     cert, key = make_cert(work, ["smart.test", "127.0.0.1"])
     c.ok("domain", "add", DOMAIN)
     add_accounts(c, {ALICE: ALICE_PW})
@@ -209,6 +210,8 @@ def test_teardown(c):
     for k in ("sh1", "sh2", "dns"):
         if k in state:
             state.pop(k).stop()
+    if "work" in state:
+        shutil.rmtree(state.pop("work"), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Ports: base 31710; node-1's submission 31801, relay-1's egress listener
 31821, the smarthost 31832."""
 
 import re
+import shutil
 import smtplib
 
 import dkim
@@ -38,7 +39,7 @@ state = {}
 
 
 def test_setup(c):
-    work = tempdir("mc-it-egress-e2e-%d-" % BASE)
+    work = state["work"] = tempdir("mc-it-egress-e2e-%d-" % BASE)
     cert, key = make_cert(work, ["smarthost.test", "127.0.0.1"])
     c.ok("domain", "add", DOMAIN)
     add_accounts(c, PASSWORDS)
@@ -100,6 +101,8 @@ def test_mixed_submission(c):
 def test_teardown(c):
     if "sh" in state:
         state.pop("sh").stop()
+    if "work" in state:
+        shutil.rmtree(state.pop("work"), ignore_errors=True)
 
 
 if __name__ == "__main__":

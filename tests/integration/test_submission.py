@@ -17,6 +17,11 @@ What is shown:
   part; on the 465-style port from the first byte;
 - a wrong password gets 535 5.7.8 after a delay that grows (1 s, 2 s),
   the third failure in a session 421;
+- AUTH SCRAM-SHA-256 (RFC 5802/7677 over RFC 4954) with a client written
+  here: the right password gets 235 and the server-final signature is the
+  one the client computes (the server holds the verifier); a wrong
+  password and an unknown user get 535 5.7.8 after the penalty delay;
+  malformed messages 501 5.5.2, "*" cancels with 501;
 - a MAIL FROM, From or Sender that is not the account's gets 553 5.7.1
   (also <>, and an address only a catch-all covers), nothing is stored or
   relayed; an alias of the account is allowed;
@@ -39,6 +44,8 @@ Ports: base 29510 (node-1 submission 29601, submissions 29611; node-2
 
 import base64
 import email.utils
+import hashlib
+import hmac
 import imaplib
 import os
 import re
@@ -61,6 +68,7 @@ USERS = ["u%02d" % i for i in range(16)]
 PASSWORD = "pw-%s-submission"
 MAX_MESSAGE = 1000000  # relays; nodes take 64 KiB more
 WAIT = 30
+MECHS = ["PLAIN", "LOGIN", "SCRAM-SHA-256"]
 
 state = {}  # "alice", "local", "other": addresses picked at setup
 SMTPD = os.path.join(MC_BIN, "tests", "integration", "smtp_testd")
@@ -279,8 +287,8 @@ def test_setup(c):
 
 def test_no_auth_before_starttls(c):
     """587 in clear: STARTTLS offered, AUTH neither offered nor accepted,
-    MAIL refused; after STARTTLS AUTH PLAIN LOGIN, MAIL still refused
-    before AUTH."""
+    MAIL refused; after STARTTLS AUTH PLAIN LOGIN SCRAM-SHA-256, MAIL
+    still refused before AUTH."""
     host, port = submission(c)
     s = smtplib.SMTP(host, port, local_hostname="client.example.net",
                      timeout=WAIT)
@@ -295,9 +303,11 @@ def test_no_auth_before_starttls(c):
         assert code == 530 and b"5.7.0" in text, (code, text)
         code, text = s.mail(state["alice"])
         assert code == 530 and b"5.7.0" in text, (code, text)
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256")
+        assert code == 530 and b"5.7.0" in text, (code, text)
         s.starttls(context=context(c))
         s.ehlo("client.example.net")
-        assert s.esmtp_features.get("auth", "").split() == ["PLAIN", "LOGIN"], \
+        assert s.esmtp_features.get("auth", "").split() == MECHS, \
             s.esmtp_features
         assert not s.has_extn("starttls")
         code, text = s.mail(state["alice"])
@@ -338,7 +348,7 @@ def test_465_implicit_tls(c):
     account over it is stored."""
     s = smtp_465(c)
     try:
-        assert s.esmtp_features.get("auth", "").split() == ["PLAIN", "LOGIN"]
+        assert s.esmtp_features.get("auth", "").split() == MECHS
         assert not s.has_extn("starttls")
         s.login(state["alice"], password(state["alice"]))
         content = message(state["alice"], state["local"], "over 465")
@@ -382,6 +392,109 @@ def test_wrong_password(c):
     t0 = time.monotonic()
     quit_quietly(smtp_587(c, state["alice"]))
     assert time.monotonic() - t0 < 5
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def scram_auth(s, user, pw, initial=True):
+    """AUTH SCRAM-SHA-256 by hand on smtplib session s (after STARTTLS
+    and EHLO). Returns (last code, its text, seconds the answer to the
+    client-final took, the server-final message or None)."""
+    cnonce = b64(os.urandom(18))
+    bare = "n=%s,r=%s" % (user.replace("=", "=3D").replace(",", "=2C"),
+                          cnonce)
+    first_msg = b64(("n,," + bare).encode())
+    if initial:
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + first_msg)
+    else:
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256")
+        assert code == 334 and text == b"", (code, text)
+        code, text = s.docmd(first_msg)
+    assert code == 334, (code, text)
+    first = base64.b64decode(text).decode()
+    at = dict(x.split("=", 1) for x in first.split(","))
+    assert at["r"].startswith(cnonce) and len(at["r"]) > len(cnonce), first
+    salted = hashlib.pbkdf2_hmac("sha256", pw.encode(),
+                                 base64.b64decode(at["s"]), int(at["i"]))
+    ckey = hmac.new(salted, b"Client Key", "sha256").digest()
+    skey = hmac.new(salted, b"Server Key", "sha256").digest()
+    without = "c=biws,r=" + at["r"]
+    authmsg = (bare + "," + first + "," + without).encode()
+    sig = hmac.new(hashlib.sha256(ckey).digest(), authmsg, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(ckey, sig))
+    t0 = time.monotonic()
+    code, text = s.docmd(b64((without + ",p=" + b64(proof)).encode()))
+    took = time.monotonic() - t0
+    final = None
+    if code == 334:
+        final = base64.b64decode(text).decode()
+        want = "v=" + b64(hmac.new(skey, authmsg, "sha256").digest())
+        assert final == want, (final, want)  # the server knew the key
+        code, text = s.docmd("")
+    return code, text, took, final
+
+
+def test_auth_scram(c):
+    """SCRAM-SHA-256 with and without an initial response, by full address
+    and local part: 235 and the server's signature checks out; MAIL
+    works after it."""
+    alice = state["alice"]
+    for user, initial in ((alice, True), (alice.split("@")[0], False)):
+        s = smtp_587(c)
+        try:
+            code, text, _, final = scram_auth(s, user, password(alice),
+                                              initial)
+            assert code == 235 and b"2.7.0" in text, (user, code, text)
+            assert final is not None
+            code, text = s.mail(alice)
+            assert code == 250, (code, text)
+        finally:
+            quit_quietly(s)
+    assert re.search(r"submission login session=[0-9a-f]{16} user=%s "
+                     r"peer=\S+ mech=SCRAM-SHA-256" % re.escape(alice),
+                     c.read_log("node-1")), "no SCRAM login in the log"
+
+
+def test_auth_scram_fails(c):
+    """A wrong password and an unknown user: no server-final, 535 5.7.8
+    after the penalty delay, as for PLAIN; malformed messages 501 5.5.2;
+    "*" cancels (501)."""
+    for user, pw in ((state["alice"], "wrong password"),
+                     ("nobody@" + DOMAIN, "whatever")):
+        s = smtp_587(c)
+        try:
+            code, text, took, final = scram_auth(s, user, pw)
+            assert code == 535 and b"5.7.8" in text, (user, code, text)
+            assert final is None and took >= 0.9, (user, final, took)
+        finally:
+            quit_quietly(s)
+    # Each session takes two (the third failure would end it with 421).
+    s = smtp_587(c)
+    try:
+        # Not SCRAM; channel binding, which is not offered.
+        for bad in (b"not scram", b"p=tls-unique,,n=x,r=abc"):
+            code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + b64(bad))
+            assert code == 501 and b"5.5.2" in text, (bad, code, text)
+    finally:
+        quit_quietly(s)
+    s = smtp_587(c)
+    try:
+        # Not base64; an empty client-first.
+        for bad in ("!!!!", "="):
+            code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + bad)
+            assert code == 501 and b"5.5.2" in text, (bad, code, text)
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256")
+        assert code == 334, (code, text)
+        code, text = s.docmd("*")
+        assert code == 501, (code, text)
+        # The cancelled exchange left nothing behind: a new one works.
+        code, text, _, _ = scram_auth(s, state["alice"],
+                                      password(state["alice"]))
+        assert code == 235, (code, text)
+    finally:
+        quit_quietly(s)
 
 
 # ---- sender policy ----
@@ -713,6 +826,8 @@ def main():
             ("AUTH PLAIN and LOGIN", test_auth_plain_and_login),
             ("465 implicit TLS", test_465_implicit_tls),
             ("wrong password", test_wrong_password),
+            ("AUTH SCRAM-SHA-256", test_auth_scram),
+            ("AUTH SCRAM-SHA-256 failures", test_auth_scram_fails),
             ("forged MAIL FROM", test_forged_mail_from),
             ("forged From header", test_forged_from_header),
             ("alias sender", test_alias_sender),

@@ -34,7 +34,8 @@
 static const char *const state_names[] = {
         "connecting", "greeting", "ehlo",     "helo", "starttls",
         "handshake",  "auth",     "envelope", "data", "content",
-        "dot",        "quit",     "closed",
+        "dot",        "idle",     "rset",     "quit",
+        "closed",
 };
 
 /* For "timed out <what>" and "connection lost <what>". */
@@ -50,6 +51,8 @@ static const char *const state_what[] = {
         "waiting for the reply to DATA",
         "while sending the message",
         "waiting for the reply to the end of DATA",
+        "while idle",
+        "waiting for the reply to RSET",
         "after QUIT",
         "after the session",
 };
@@ -58,6 +61,7 @@ static void on_read(struct mc_conn *conn, void *ctx, const char *data,
                     size_t len);
 static void on_event(struct mc_conn *conn, void *ctx, enum mc_conn_event ev,
                      const char *error);
+static void quit(struct mc_smtp_client *c);
 static void end_all(struct mc_smtp_client *c, enum mc_smtp_client_status status,
                     enum mc_smtp_client_outcome outcome, const char *enhanced,
                     const char *text, bool polite);
@@ -84,6 +88,8 @@ state_timeout(const struct mc_smtp_client *c, enum smtp_client_state st)
 		return c->to.data_end;
 	case SC_QUIT:
 		return c->to.quit;
+	case SC_IDLE:
+		return c->to.idle;
 	default:
 		return c->to.command;
 	}
@@ -99,12 +105,9 @@ set_state(struct mc_smtp_client *c, enum smtp_client_state st)
 		mc_conn_set_idle_timeout(c->conn, state_timeout(c, st));
 }
 
-static int send_line(struct mc_smtp_client *c, const char **error_r,
-                     const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int
-send_line(struct mc_smtp_client *c, const char **error_r, const char *fmt, ...)
+int
+mc_smtp_client_send_line(struct mc_smtp_client *c, const char **error_r,
+                         const char *fmt, ...)
 {
 	char line[CMD_MAX];
 	va_list ap;
@@ -144,6 +147,7 @@ client_free(struct mc_smtp_client *c)
 {
 	mc_smtp_client_auth_wipe(c);
 	mc_smtp_client_reply_fini(&c->parser);
+	mc_pool_free(&c->mpool);
 	free(c->rbuf);
 	free(c->wbuf);
 	mc_pool_free(&c->pool);
@@ -188,6 +192,8 @@ maybe_report(struct mc_smtp_client *c)
 	r.port = c->set.ip != NULL ? c->set.port : 0;
 	r.host = c->host;
 	r.connect_errors = c->connect_errors;
+	r.reusable = c->reusable;
+	r.reused = c->messages > 1;
 	mc_info("smtp_client id=%s remote=%s ip=%s status=%s delivered=%zu "
 	        "tempfail=%zu permfail=%zu tls=%s auth=%s error=\"%s\"",
 	        c->log_id, c->remote, r.ip,
@@ -196,6 +202,8 @@ maybe_report(struct mc_smtp_client *c)
 	        c->auth_mech != NULL ? c->auth_mech : "no",
 	        c->error != NULL ? c->error : "");
 	c->done(&r, c->ctx);
+	if (c->state == SC_IDLE && !c->held) /* not kept: as without reuse */
+		quit(c);
 }
 
 static void
@@ -224,7 +232,7 @@ decide(struct mc_smtp_client *c, size_t i, enum mc_smtp_client_outcome outcome,
 	r->outcome = outcome;
 	r->code = code;
 	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
-	r->text = mc_pool_strdup(c->pool, text);
+	r->text = mc_pool_strdup(c->mpool, text);
 	r->command = command;
 	mc_info("smtp_client id=%s remote=%s rcpt=<%s> outcome=%s code=%u "
 	        "enhanced=%s command=\"%s\" text=\"%s\"",
@@ -261,7 +269,7 @@ quit(struct mc_smtp_client *c)
 
 	if (c->conn == NULL)
 		return;
-	if (send_line(c, &error, "QUIT\r\n") < 0) {
+	if (mc_smtp_client_send_line(c, &error, "QUIT\r\n") < 0) {
 		close_conn(c, true);
 		return;
 	}
@@ -278,7 +286,7 @@ end_all(struct mc_smtp_client *c, enum mc_smtp_client_status status,
 {
 	if (!c->final) {
 		c->status = status;
-		c->error = mc_pool_strdup(c->pool, text);
+		c->error = mc_pool_strdup(c->mpool, text);
 		for (size_t i = 0; i < c->rcpt_count; i++)
 			if (c->rstate[i] != R_DECIDED)
 				decide(c, i, outcome, 0, enhanced, c->error,
@@ -317,12 +325,17 @@ protocol_error(struct mc_smtp_client *c, const char *what,
 	                                 c->remote, what));
 }
 
-/* All results are in: report, then QUIT. */
+/* All results are in: report, then QUIT, or keep the connection for
+ * the next message when the caller holds it. */
 static void
 finish(struct mc_smtp_client *c)
 {
 	c->final = true;
-	quit(c);
+	c->reusable = mc_smtp_client_reusable(c);
+	if (c->reusable)
+		set_state(c, SC_IDLE);
+	else
+		quit(c);
 	maybe_report(c);
 }
 
@@ -336,7 +349,7 @@ refuse(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply,
 
 	mc_smtp_client_reply_oneline(reply, text, sizeof(text));
 	c->status = status;
-	c->error = mc_pool_strdup(c->pool,
+	c->error = mc_pool_strdup(c->mpool,
 	                          mc_errorf("%s refused by %s: %u %s", command,
 	                                    c->remote, reply->code, text));
 	for (size_t i = 0; i < c->rcpt_count; i++)
@@ -403,6 +416,12 @@ mc_smtp_client_quit(struct mc_smtp_client *c)
 }
 
 void
+mc_smtp_client_close_conn(struct mc_smtp_client *c, bool reset)
+{
+	close_conn(c, reset);
+}
+
+void
 mc_smtp_client_protocol_error(struct mc_smtp_client *c, const char *what,
                               const struct mc_smtp_client_reply *reply)
 {
@@ -447,7 +466,7 @@ send_hello(struct mc_smtp_client *c, bool helo)
 	const char *error;
 
 	memset(&c->caps, 0, sizeof(c->caps));
-	if (send_line(c, &error, "%s %s\r\n", verb, c->set.helo_name) < 0) {
+	if (mc_smtp_client_send_line(c, &error, "%s %s\r\n", verb, c->set.helo_name) < 0) {
 		write_failed(c, error);
 		return;
 	}
@@ -554,7 +573,7 @@ send_mail(struct mc_smtp_client *c, const char **error_r)
 
 	if (offered(c, MC_SMTP_CLIENT_EXT_SIZE))
 		snprintf(size, sizeof(size), " SIZE=%" PRIu64, c->size);
-	return send_line(
+	return mc_smtp_client_send_line(
 	        c, error_r, "MAIL FROM:<%s>%s%s%s%s%s%s%s\r\n", c->sender, size,
 	        c->flags & MC_SMTP_CLIENT_NEED_8BITMIME ? " BODY=8BITMIME" : "",
 	        c->flags & MC_SMTP_CLIENT_NEED_SMTPUTF8 ? " SMTPUTF8" : "",
@@ -571,7 +590,7 @@ send_rcpt(struct mc_smtp_client *c, size_t i, const char **error_r)
 	bool dsn = offered(c, MC_SMTP_CLIENT_EXT_DSN);
 	char notify[64];
 
-	return send_line(c, error_r, "RCPT TO:<%s>%s%s%s%s\r\n", r->address,
+	return mc_smtp_client_send_line(c, error_r, "RCPT TO:<%s>%s%s%s%s\r\n", r->address,
 	                 dsn && r->notify != 0 ? " NOTIFY=" : "",
 	                 dsn ? notify_text(r->notify, notify, sizeof(notify))
 	                     : "",
@@ -657,7 +676,7 @@ after_hello(struct mc_smtp_client *c)
 	    (c->tls_mode == MC_SMTP_CLIENT_TLS_OPPORTUNISTIC ||
 	     c->tls_mode == MC_SMTP_CLIENT_TLS_REQUIRED)) {
 		if (offered(c, MC_SMTP_CLIENT_EXT_STARTTLS)) {
-			if (send_line(c, &error, "STARTTLS\r\n") < 0) {
+			if (mc_smtp_client_send_line(c, &error, "STARTTLS\r\n") < 0) {
 				write_failed(c, error);
 				return;
 			}
@@ -688,7 +707,7 @@ envelope_done(struct mc_smtp_client *c)
 		finish(c);
 		return;
 	}
-	if (send_line(c, &error, "DATA\r\n") < 0) {
+	if (mc_smtp_client_send_line(c, &error, "DATA\r\n") < 0) {
 		write_failed(c, error);
 		return;
 	}
@@ -851,6 +870,12 @@ on_reply(struct mc_smtp_client *c, const struct mc_smtp_client_reply *reply)
 	case SC_DOT:
 		dot_reply(c, reply);
 		break;
+	case SC_IDLE: /* unasked: 421 or garbage; either way it ends */
+		mc_smtp_client_idle_event(c, false);
+		break;
+	case SC_RSET:
+		mc_smtp_client_rset_reply(c, reply);
+		break;
 	case SC_QUIT:
 		close_conn(c, false);
 		break;
@@ -903,6 +928,12 @@ on_event(struct mc_conn *conn, void *ctx, enum mc_conn_event ev,
 		close_conn(c, ev != MC_CONN_EOF);
 		return;
 	}
+	if (c->state == SC_IDLE) {
+		if (ev != MC_CONN_DRAIN)
+			mc_smtp_client_idle_event(c,
+			                          ev == MC_CONN_IDLE_TIMEOUT);
+		return;
+	}
 	switch (ev) {
 	case MC_CONN_CONNECTED:
 		mc_smtp_client_connected(c);
@@ -945,6 +976,8 @@ on_event(struct mc_conn *conn, void *ctx, enum mc_conn_event ev,
 void
 mc_smtp_client_connected(struct mc_smtp_client *c)
 {
+	c->connected_at = uv_now(c->loop);
+	c->messages = 1;
 	if (c->tls_mode == MC_SMTP_CLIENT_TLS_IMPLICIT)
 		start_tls(c);
 	else
@@ -998,6 +1031,10 @@ mc_smtp_client_start(uv_loop_t *loop, const struct mc_smtp_client_settings *set,
 void
 mc_smtp_client_abort(struct mc_smtp_client *client)
 {
+	if (client->held) {
+		mc_smtp_client_release(client, true);
+		return;
+	}
 	client->aborted = true;
 	if (client->mx != NULL)
 		mc_smtp_client_mx_abort(client);

@@ -210,7 +210,8 @@ struct mc_smtp_client_timeouts {
 	uint64_t data_block; /* 180 000: no progress sending content */
 	uint64_t data_end;   /* 600 000: each reply after the final dot */
 	uint64_t quit;       /* 30 000: the 221 (after the result) */
-	uint64_t session;    /* 3 600 000: the whole session */
+	uint64_t session;    /* 3 600 000: the whole connection */
+	uint64_t idle;       /* 5 000: held, waiting for the next message */
 };
 
 /* AUTH mechanisms (settings.auth_mechs); the client picks the first of
@@ -276,6 +277,9 @@ struct mc_smtp_client_settings {
 	const char *auth_username;
 	const char *auth_password;
 	unsigned auth_mechs; /* MC_SMTP_CLIENT_AUTH_*; 0: all three */
+	/* The connection may carry more messages after this one (see
+	 * "Connection reuse" below); false: QUIT after the first. */
+	bool reuse;
 };
 
 /* More recipients than this in one session are refused by
@@ -372,6 +376,13 @@ struct mc_smtp_client_result {
 	bool tls_verified;
 	/* The mechanism that authenticated ("PLAIN"...), else NULL. */
 	const char *auth_mech;
+	/* settings.reuse: the transaction ended cleanly and the connection
+	 * may carry another message (mc_smtp_client_hold). */
+	bool reusable;
+	/* This message went over a held connection (mc_smtp_client_next):
+	 * a failure that no reply decided may only mean the server dropped
+	 * an idle connection; the caller tries a new one at once. */
+	bool reused;
 	/* The address connected to ("" if none). With hosts: which host
 	 * and every connection or resolution error met before (or, when
 	 * none connected, all of them), for the queue's last_error. */
@@ -385,7 +396,9 @@ struct mc_smtp_client_result {
  * is known. result and everything it points to are valid during the
  * call only. The client then finishes on its own (QUIT, close) and frees
  * itself: the struct mc_smtp_client pointer is invalid from this call
- * on. The buffer or fd and the TLS context are no longer used. */
+ * on, unless the callback holds it (mc_smtp_client_hold), which keeps the
+ * TLS context borrowed until the held client ends. The buffer or fd is
+ * no longer used. */
 typedef void mc_smtp_client_done_cb(const struct mc_smtp_client_result *result,
                                     void *ctx);
 
@@ -407,6 +420,42 @@ int mc_smtp_client_start(uv_loop_t *loop,
  * the connection is reset and done follows from the loop with every
  * undecided recipient a temporary failure (MC_SMTP_CLIENT_ERR_LOCAL). */
 void mc_smtp_client_abort(struct mc_smtp_client *client);
+
+/* ---- Connection reuse ---------------------------------------------------
+ *
+ * With settings.reuse, a session whose transaction ended cleanly (every
+ * recipient decided by the server's replies, the connection healthy, fewer
+ * than MC_SMTP_CLIENT_REUSE_MAX messages and MC_SMTP_CLIENT_REUSE_AGE_MS
+ * since it connected) reports result.reusable. Only during that done
+ * callback, the caller may keep it with mc_smtp_client_hold; otherwise the
+ * client says QUIT and frees itself as without reuse. A held client waits
+ * (timeouts.idle) for mc_smtp_client_next, which runs the next message on
+ * it (RSET first, which also proves the connection still works), or
+ * mc_smtp_client_release. If the idle connection ends first (the server
+ * closes it or says anything, the idle time passes), closed is called
+ * once and the client frees itself. Settings, TLS and AUTH stay those of
+ * the first session: a caller keeps held clients per destination and
+ * settings (the relay: per route note). */
+#define MC_SMTP_CLIENT_REUSE_MAX 100
+#define MC_SMTP_CLIENT_REUSE_AGE_MS (300 * 1000)
+
+typedef void mc_smtp_client_closed_cb(void *ctx);
+
+/* Only inside the done callback of a result with reusable. */
+void mc_smtp_client_hold(struct mc_smtp_client *client,
+                         mc_smtp_client_closed_cb *closed, void *ctx);
+/* Send msg over a held client (copied as by start; log_id may be NULL).
+ * 0: done is called exactly once, never inside this call, and closed is
+ * no longer; the client is not held any more. -1 with error_r: msg is
+ * invalid, or the connection could not be written to; the client is
+ * gone (closed without callbacks): start a new session. */
+int mc_smtp_client_next(struct mc_smtp_client *client,
+                        const struct mc_smtp_client_message *msg,
+                        const char *log_id, mc_smtp_client_done_cb *done,
+                        void *ctx, const char **error_r);
+/* QUIT and free a held client; no callback follows. With reset (daemon
+ * shutdown) the connection is reset instead. */
+void mc_smtp_client_release(struct mc_smtp_client *client, bool reset);
 
 /* "delivered", "tempfail", "permfail"; "ok", "connect", "tls", ...,
  * "auth". */

@@ -36,6 +36,8 @@ enum smtp_client_state {
 	SC_DATA,     /* waiting for the 354 */
 	SC_CONTENT,  /* sending the message */
 	SC_DOT,      /* waiting for the reply or replies to the end */
+	SC_IDLE,     /* after a transaction, kept for the next message */
+	SC_RSET,     /* the next message: waiting for the reply to RSET */
 	SC_QUIT,
 	SC_CLOSED,
 };
@@ -48,7 +50,8 @@ enum smtp_client_rcpt_state {
 
 struct mc_smtp_client {
 	uv_loop_t *loop;
-	struct mc_pool *pool;
+	struct mc_pool *pool;  /* the connection's: settings, TLS, host */
+	struct mc_pool *mpool; /* the message's: envelope, results, texts */
 	struct mc_conn *conn; /* the current connection; NULL once closed */
 	int conns_open;       /* connections not yet freed */
 	enum smtp_client_state state;
@@ -106,6 +109,13 @@ struct mc_smtp_client {
 	bool final, reported, aborted;
 	mc_smtp_client_done_cb *done;
 	void *ctx;
+
+	/* reuse (smtp_client_reuse.c) */
+	uint64_t connected_at; /* uv_now when the connection came up */
+	unsigned messages;     /* transactions begun on this connection */
+	bool reusable, held;
+	mc_smtp_client_closed_cb *closed;
+	void *closed_ctx;
 };
 
 /* smtp_client.c */
@@ -139,6 +149,23 @@ void mc_smtp_client_write_failed(struct mc_smtp_client *c, const char *error);
 /* Report the result and free the client when nothing holds it. */
 void mc_smtp_client_settle(struct mc_smtp_client *c);
 
+int mc_smtp_client_send_line(struct mc_smtp_client *c, const char **error_r,
+                             const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* Close the connection now (reset) or after its pending output. */
+void mc_smtp_client_close_conn(struct mc_smtp_client *c, bool reset);
+
+/* smtp_client_reuse.c */
+/* The transaction is over and every recipient decided by replies: may
+ * the connection carry another message? */
+bool mc_smtp_client_reusable(const struct mc_smtp_client *c);
+/* A reply or connection event while held (SC_IDLE or not yet held after
+ * a reusable result): the connection ends, closed is called if held. */
+void mc_smtp_client_idle_event(struct mc_smtp_client *c, bool polite);
+/* SC_RSET: the reply to RSET. */
+void mc_smtp_client_rset_reply(struct mc_smtp_client *c,
+                               const struct mc_smtp_client_reply *reply);
+
 /* smtp_client_content.c: stuff and write content while the connection
  * takes it; the end of data moves the session to SC_DOT. */
 void mc_smtp_client_pump_content(struct mc_smtp_client *c);
@@ -146,6 +173,11 @@ void mc_smtp_client_pump_content(struct mc_smtp_client *c);
 /* smtp_client_setup.c: check set and msg (NULL, or why they are unfit)
  * and copy them into c (strings into c->pool, credentials to the heap). */
 const char *mc_smtp_client_check(const struct mc_smtp_client_settings *set,
+                                 const struct mc_smtp_client_message *msg);
+const char *
+mc_smtp_client_check_message(const struct mc_smtp_client_message *msg);
+/* The message alone, into c->mpool (emptied first). */
+void mc_smtp_client_copy_message(struct mc_smtp_client *c,
                                  const struct mc_smtp_client_message *msg);
 void mc_smtp_client_copy(struct mc_smtp_client *c,
                          const struct mc_smtp_client_settings *set,

@@ -34,8 +34,8 @@ text_ok(const char *s, size_t max, bool allow_space)
 	return n <= max;
 }
 
-static const char *
-check_message(const struct mc_smtp_client_message *msg)
+const char *
+mc_smtp_client_check_message(const struct mc_smtp_client_message *msg)
 {
 	if (msg->sender == NULL ||
 	    !text_ok(msg->sender, MC_SMTP_CLIENT_ADDR_MAX, true))
@@ -141,6 +141,7 @@ resolve_timeouts(const struct mc_smtp_client_timeouts *in,
 	out->data_end = or_default(in->data_end, 600000);
 	out->quit = or_default(in->quit, 30000);
 	out->session = or_default(in->session, 3600000);
+	out->idle = or_default(in->idle, 5000);
 }
 
 static char *
@@ -149,23 +150,26 @@ pool_dup(struct mc_pool *pool, const char *s)
 	return s != NULL && s[0] != '\0' ? mc_pool_strdup(pool, s) : NULL;
 }
 
-static void
-copy_message(struct mc_smtp_client *c, const struct mc_smtp_client_message *m)
+void
+mc_smtp_client_copy_message(struct mc_smtp_client *c,
+                            const struct mc_smtp_client_message *m)
 {
-	c->sender = mc_pool_strdup(c->pool, m->sender);
-	c->envid = pool_dup(c->pool, m->envid);
-	c->ret = pool_dup(c->pool, m->ret);
+	struct mc_pool *mp;
+
+	mc_pool_free(&c->mpool);
+	mp = c->mpool = mc_pool_new();
+	c->sender = mc_pool_strdup(mp, m->sender);
+	c->envid = pool_dup(mp, m->envid);
+	c->ret = pool_dup(mp, m->ret);
 	c->rcpt_count = m->rcpt_count;
-	c->rcpts = mc_pool_alloc(c->pool, m->rcpt_count * sizeof(*c->rcpts));
+	c->rcpts = mc_pool_alloc(mp, m->rcpt_count * sizeof(*c->rcpts));
 	for (size_t i = 0; i < m->rcpt_count; i++) {
-		c->rcpts[i].address =
-		        mc_pool_strdup(c->pool, m->rcpts[i].address);
-		c->rcpts[i].orcpt = pool_dup(c->pool, m->rcpts[i].orcpt);
+		c->rcpts[i].address = mc_pool_strdup(mp, m->rcpts[i].address);
+		c->rcpts[i].orcpt = pool_dup(mp, m->rcpts[i].orcpt);
 		c->rcpts[i].notify = m->rcpts[i].notify & 0xfu;
 	}
-	c->results =
-	        mc_pool_alloc(c->pool, m->rcpt_count * sizeof(*c->results));
-	c->rstate = mc_pool_alloc(c->pool, m->rcpt_count);
+	c->results = mc_pool_alloc(mp, m->rcpt_count * sizeof(*c->results));
+	c->rstate = mc_pool_alloc(mp, m->rcpt_count);
 	c->flags = m->flags;
 	c->data = m->data;
 	c->size = m->size;
@@ -217,7 +221,7 @@ mc_smtp_client_check(const struct mc_smtp_client_settings *set,
 {
 	const char *why = check_settings(set);
 
-	return why != NULL ? why : check_message(msg);
+	return why != NULL ? why : mc_smtp_client_check_message(msg);
 }
 
 void
@@ -226,7 +230,7 @@ mc_smtp_client_copy(struct mc_smtp_client *c,
                     const struct mc_smtp_client_message *msg)
 {
 	copy_settings(c, set);
-	copy_message(c, msg);
+	mc_smtp_client_copy_message(c, msg);
 }
 
 /* ---- Connecting by name ------------------------------------------------ */

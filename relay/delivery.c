@@ -665,6 +665,7 @@ relay_delivery_close(struct relay_delivery *d, void (*done)(void *arg),
 	d->done = done;
 	d->done_arg = arg;
 	uv_timer_stop(&d->timer);
+	dl_egress_drop_held(d);
 	for (m = d->head; m != NULL; m = nx) {
 		nx = m->next;
 		if (m->phase == DL_SENDING)

@@ -15,7 +15,17 @@
  * host that connects but decides nothing about the message (a 4xx
  * greeting, a TLS or protocol failure, a connection lost before MAIL)
  * passes the turn to the next MX host (RFC 5321 5.1); the first server
- * that answers the transaction decides the attempt. */
+ * that answers the transaction decides the attempt.
+ *
+ * Connection reuse: a session whose transaction ended cleanly leaves its
+ * connection held (lib/smtp_client "Connection reuse") under its route
+ * note, which names the destination and, for a smarthost, a digest of the
+ * route's settings: the next message for the same note goes over it (RSET,
+ * then the transaction) without DNS, connect, TLS or AUTH. At most
+ * max_sessions_per_node connections are held per note, each for the
+ * client's idle time (5 s). A held connection that turns out dead before
+ * any reply decided the message costs nothing: the message takes another
+ * held connection or a new one at once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +42,14 @@
 #define EG_MAX_HOSTS 5
 /* The failures kept for last_error ("host: reason; ..."). */
 #define EG_ERRORS_SIZE 400
+
+/* A connection kept for the next message to the same route note. */
+struct dl_held {
+	struct dl_held *next;
+	struct relay_delivery *d;
+	char *note;
+	struct mc_smtp_client *client;
+};
 
 struct dl_egress {
 	bool smarthost; /* else MX */
@@ -159,6 +177,76 @@ deferred_cb(uv_timer_t *t)
 	egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.3.0", "aborted");
 }
 
+/* ---- held connections ---------------------------------------------------- */
+
+static void
+held_unlink_free(struct dl_held *h)
+{
+	struct dl_held **pp = &h->d->held;
+
+	while (*pp != h)
+		pp = &(*pp)->next;
+	*pp = h->next;
+	free(h->note);
+	free(h);
+}
+
+/* The held connection ended on its own (idle time, server close). */
+static void
+held_closed(void *ctx)
+{
+	held_unlink_free(ctx);
+}
+
+/* Keep client (its result is reusable; inside its done callback). */
+static void
+held_put(struct relay_delivery *d, const char *note,
+         struct mc_smtp_client *client)
+{
+	struct dl_held *h;
+	unsigned n = 0;
+
+	for (h = d->held; h != NULL; h = h->next)
+		if (strcmp(h->note, note) == 0)
+			n++;
+	if (d->closing || n >= d->max_sessions_per_node)
+		return; /* not held: it says QUIT */
+	h = mc_malloc(sizeof(*h));
+	h->d = d;
+	h->note = mc_strdup(note);
+	h->client = client;
+	h->next = d->held;
+	d->held = h;
+	mc_smtp_client_hold(client, held_closed, h);
+}
+
+static struct mc_smtp_client *
+held_take(struct relay_delivery *d, const char *note)
+{
+	struct mc_smtp_client *client;
+	struct dl_held *h;
+
+	for (h = d->held; h != NULL; h = h->next)
+		if (strcmp(h->note, note) == 0)
+			break;
+	if (h == NULL)
+		return NULL;
+	client = h->client;
+	held_unlink_free(h);
+	return client;
+}
+
+void
+dl_egress_drop_held(struct relay_delivery *d)
+{
+	while (d->held != NULL) {
+		struct mc_smtp_client *client = d->held->client;
+
+		held_unlink_free(d->held);
+		mc_smtp_client_release(client, true);
+	}
+}
+
 /* ---- the SMTP session ------------------------------------------------------
  */
 
@@ -200,15 +288,40 @@ undecided(const struct mc_smtp_client_result *res)
 }
 
 static void run_client(struct dl_session *s);
+static bool run_held(struct dl_session *s);
+static void connect_fresh(struct dl_session *s);
+
+/* Some recipient was decided by a server reply. */
+static bool
+decided_by_reply(const struct mc_smtp_client_result *res)
+{
+	for (size_t i = 0; i < res->rcpt_count; i++)
+		if (res->rcpts[i].code != 0)
+			return true;
+	return false;
+}
 
 static void
 client_done(const struct mc_smtp_client_result *res, void *ctx)
 {
 	struct dl_session *s = ctx;
 	struct dl_egress *eg = s->egress;
+	struct mc_smtp_client *client = s->client;
 	size_t i;
 
 	s->client = NULL;
+	if (res->reused && !s->aborted && !decided_by_reply(res)) {
+		/* A held connection the server had dropped: no attempt. */
+		mc_info("egress id=%s dest=%s reused connection failed, "
+		        "reconnecting: %s",
+		        s->m->env->id, s->node->dest,
+		        res->error != NULL ? res->error : "");
+		if (!run_held(s))
+			connect_fresh(s);
+		return;
+	}
+	if (res->reusable && !s->aborted)
+		held_put(s->m->d, s->note, client);
 	if (res->connect_errors != NULL && res->connect_errors[0] != '\0')
 		mc_info("egress id=%s dest=%s connect_errors=\"%s\"",
 		        s->m->env->id, s->node->dest, res->connect_errors);
@@ -253,6 +366,7 @@ run_client(struct dl_session *s)
 	        .tls = tls_mode(eg),
 	        .tls_ctx = eg->smarthost ? d->smarthost_tls : d->mx_tls,
 	        .log_id = s->m->env->id,
+	        .reuse = true,
 	};
 	const char *error;
 	int rc;
@@ -310,21 +424,40 @@ mx_done(const struct mc_dns_result *res, void *ctx)
 	run_client(s);
 }
 
-void
-dl_egress_start(struct dl_session *s)
+/* The message over a connection held for its note, if one still takes
+ * it. */
+static bool
+run_held(struct dl_session *s)
+{
+	struct mc_smtp_client *client;
+	struct mc_smtp_client_rcpt *rcpts;
+	struct mc_smtp_client_message msg;
+	const char *error;
+	int rc;
+
+	while ((client = held_take(s->m->d, s->note)) != NULL) {
+		rcpts = mc_calloc(s->count, sizeof(*rcpts));
+		dl_session_message(s, rcpts, &msg);
+		rc = mc_smtp_client_next(client, &msg, s->m->env->id,
+		                         client_done, s, &error);
+		free(rcpts);
+		if (rc == 0) {
+			s->client = client;
+			return true;
+		}
+		mc_info("egress id=%s dest=%s held connection unusable: %s",
+		        s->m->env->id, s->node->dest, error);
+	}
+	return false;
+}
+
+/* A new connection: the smarthost, or the domain's MX hosts. */
+static void
+connect_fresh(struct dl_session *s)
 {
 	struct dl_egress *eg = s->egress;
 	const char *error;
 
-	eg->errors[0] = '\0';
-	hosts_clear(eg);
-	if (eg->secret_error != NULL) {
-		egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.7.0",
-		             mc_errorf("cannot read the AUTH secret of route "
-		                       "%s: %s",
-		                       eg->route, eg->secret_error));
-		return;
-	}
 	if (eg->smarthost) {
 		eg->hosts[eg->host_count++] = mc_strdup(eg->host);
 		run_client(s);
@@ -335,6 +468,24 @@ dl_egress_start(struct dl_session *s)
 		egress_local(
 		        s, MC_SMTP_CLIENT_PERMFAIL, "5.1.2",
 		        mc_errorf("%s is not a domain: %s", eg->host, error));
+}
+
+void
+dl_egress_start(struct dl_session *s)
+{
+	struct dl_egress *eg = s->egress;
+
+	eg->errors[0] = '\0';
+	hosts_clear(eg);
+	if (eg->secret_error != NULL) {
+		egress_local(s, MC_SMTP_CLIENT_TEMPFAIL, "4.7.0",
+		             mc_errorf("cannot read the AUTH secret of route "
+		                       "%s: %s",
+		                       eg->route, eg->secret_error));
+		return;
+	}
+	if (!run_held(s))
+		connect_fresh(s);
 }
 
 void

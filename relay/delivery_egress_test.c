@@ -11,7 +11,9 @@
  * rule for one domain; a route whose AUTH secret cannot be read; AUTH
  * PLAIN over STARTTLS with the secret from the environment and from a
  * file read again at every attempt; the per-destination session limit;
- * local accounts of an outbound message still over LMTP. */
+ * local accounts of an outbound message still over LMTP; connection
+ * reuse (messages to one route over one connection, a changed route on
+ * a new one, an idle connection the server ends). */
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -306,6 +308,9 @@ static const struct mc_smtp_policy fake_auth_policy = {
         .auth = f_auth,
 };
 
+/* The fakes' wait for a command (0: the default). */
+static uint64_t fake_command_ms;
+
 /* With auth: STARTTLS (server_tls) and AUTH PLAIN, required by nothing
  * but recorded. */
 static void
@@ -320,6 +325,7 @@ fake_start_tls(struct fake *f, enum mc_smtp_mode mode, bool auth)
 	mc_smtp_server_settings_init(&set);
 	set.hostname = "fake.test";
 	set.mode = mode;
+	set.timeouts.command_ms = fake_command_ms;
 	if (auth) {
 		set.tls = server_tls;
 		set.auth_mechanisms = "PLAIN";
@@ -792,6 +798,69 @@ test_destination_limit(void)
 	spool_rm();
 }
 
+/* Commit a message to the running scheduler. */
+static void
+commit_add(struct relay_delivery *d, const char *rcpt)
+{
+	char id[RELAY_QUEUE_ID_SIZE];
+	struct relay_queue_envelope *env;
+
+	commit("a@example.com", rcpt, NULL, id);
+	if ((env = load(id)) != NULL)
+		relay_delivery_add(d, env);
+	CHECK(env != NULL);
+}
+
+/* Three messages to one smarthost: one connection. A changed route (a new
+ * note) does not take the old connection; a held connection the server
+ * ends (its idle timeout) is dropped and the next message connects anew. */
+static void
+test_reuse(void)
+{
+	struct fake sh, quick;
+	struct relay_delivery *d;
+	char id[RELAY_QUEUE_ID_SIZE], *r;
+
+	spool_new();
+	fake_start(&sh, MC_SMTP_MODE_SMTP);
+	fake_command_ms = 200;
+	fake_start(&quick, MC_SMTP_MODE_SMTP);
+	fake_command_ms = 0;
+	r = route(1, "sh", "smarthost", "127.0.0.1", sh.port, "", "", true);
+	dir_set(NULL, r, NULL);
+	free(r);
+	commit("a@example.com", "x@far.test", NULL, id);
+	commit("a@example.com", "y@far.test", NULL, id);
+	d = start(1, 0);
+	CHECK(run_until(queue_empty, NULL, 5000));
+	commit_add(d, "z@far.test");
+	CHECK(run_until(queue_empty, NULL, 5000));
+	CHECK(sh.txns == 3 && sh.sessions == 1);
+
+	/* same host, new route id: another note, another connection */
+	r = route(2, "sh", "smarthost", "127.0.0.1", sh.port, "", "", true);
+	dir_set(NULL, r, NULL);
+	free(r);
+	commit_add(d, "w@far.test");
+	CHECK(run_until(queue_empty, NULL, 5000));
+	CHECK(sh.txns == 4 && sh.sessions == 2);
+
+	/* a server that ends idle sessions after 200 ms (421, close) */
+	r = route(3, "q", "smarthost", "127.0.0.1", quick.port, "", "", true);
+	dir_set(NULL, r, NULL);
+	free(r);
+	commit_add(d, "v@far.test");
+	CHECK(run_until(queue_empty, NULL, 5000));
+	run_until(never, NULL, 600);
+	commit_add(d, "u@far.test");
+	CHECK(run_until(queue_empty, NULL, 5000));
+	CHECK(quick.txns == 2 && quick.sessions == 2);
+	stop(d);
+	fake_stop(&sh);
+	fake_stop(&quick);
+	spool_rm();
+}
+
 int
 main(void)
 {
@@ -836,6 +905,7 @@ main(void)
 	test_rule_and_secret();
 	test_destination_limit();
 	test_auth();
+	test_reuse();
 	mc_dns_close(dns, NULL, NULL);
 	test_dns_stop(&dns_server);
 	mc_tls_ctx_free(&client_tls);

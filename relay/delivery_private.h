@@ -70,6 +70,7 @@ struct dl_route {
 };
 
 struct dl_egress;
+struct dl_held;
 struct mc_dns;
 struct mc_tls_ctx;
 
@@ -145,6 +146,9 @@ struct relay_delivery {
 
 	struct dl_msg *head, *tail; /* oldest first */
 	struct dl_node *nodes;
+	/* SMTP connections kept open between messages, per route note
+	 * (delivery_egress.c). */
+	struct dl_held *held;
 	unsigned sessions; /* running, all messages */
 	unsigned jobs;     /* worker jobs in flight */
 	uint64_t rand;     /* jitter */
@@ -231,6 +235,8 @@ void dl_egress_prepare(struct dl_egress *eg);
 void dl_egress_start(struct dl_session *s);
 /* relay_delivery_close / delete: stop it (it still ends as above). */
 void dl_egress_abort(struct dl_session *s);
+/* relay_delivery_close: reset every connection kept for reuse. */
+void dl_egress_drop_held(struct relay_delivery *d);
 
 /* ---- bounce.c (worker thread) ---- */
 

@@ -138,6 +138,28 @@ def test_smarthost_auth_secret_env(c):
     assert SECRET_ENV_PW not in c.read_log("relay-1")
 
 
+def test_connection_reuse(c):
+    """Messages one after another to one smarthost share its connection:
+    one TCP connection (the client port), one AUTH."""
+    sh = state["auth"]
+    before = len(sh.received())
+    with sh.lock:
+        auths = sh.auth_ok
+    for i in range(3):
+        rcpt = "reuse%d@remote.test" % i
+        egress_send(c, ALICE, [rcpt], message(ALICE, rcpt, "reuse %d" % i))
+        sh.wait(before + i + 1, WAIT)
+    got = sh.received()[before:]
+    assert [m["rcpts"] for m in got] == [["reuse%d@remote.test" % i]
+                                         for i in range(3)], got
+    ports = {m["peer_port"] for m in got}
+    assert len(ports) == 1, ports
+    assert all(m["login"] == USER and m["tls"] for m in got), got
+    with sh.lock:
+        assert sh.auth_ok - auths <= 1, (auths, sh.auth_ok)
+    assert "reuse" in c.read_log("relay-1")
+
+
 # ---- (b) DKIM ----
 
 def dkim_zone(c):
@@ -254,6 +276,8 @@ if __name__ == "__main__":
          test_smarthost_auth_secret_file),
         ("smarthost AUTH, secret from an environment variable",
          test_smarthost_auth_secret_env),
+        ("messages in a row share one smarthost connection",
+         test_connection_reuse),
         ("RSA and Ed25519 signatures verify with dkimpy",
          test_dkim_signatures_verify),
         ("direct MX delivery through the fake DNS", test_direct_mx),

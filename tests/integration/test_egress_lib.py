@@ -150,6 +150,7 @@ class SmarthostHandler:
                     "login": h.logins.get(id(session)),
                     "tls": session.ssl is not None,
                     "peer": session.peer[0] if session.peer else None,
+                    "peer_port": session.peer[1] if session.peer else None,
                 })
             else:
                 h.refused += 1
@@ -175,6 +176,7 @@ class Smarthost:
         self.refused = 0
         self.logins = {}
         self.auth_failures = 0
+        self.auth_ok = 0
         self.lock = threading.Lock()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
@@ -194,6 +196,7 @@ class Smarthost:
         with self.lock:
             if ok:
                 self.logins[id(session)] = auth_data.login.decode()
+                self.auth_ok += 1
             else:
                 self.auth_failures += 1
         return AuthResult(success=ok)

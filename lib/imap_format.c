@@ -200,6 +200,40 @@ add_envelope(struct mc_strbuf *b, const struct mc_imf_envelope *e)
 	mc_strbuf_addc(b, ')');
 }
 
+char *
+mc_imap_envelope_text(const char *json)
+{
+	struct mc_strbuf b;
+	const unsigned char *u;
+	const char *error;
+	size_t i = 0, n;
+
+	if (json == NULL)
+		return NULL;
+	mc_strbuf_init(&b);
+	if (mc_imap_format_envelope(&b, json, &error) < 0) {
+		mc_strbuf_fini(&b);
+		return NULL;
+	}
+	u = (const unsigned char *)b.data;
+	while (i < b.len) {
+		if (u[i] == 0)
+			break;
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((n = utf8_len(u + i, b.len - i)) == 0)
+			break;
+		i += n;
+	}
+	if (i < b.len) {
+		mc_strbuf_fini(&b);
+		return NULL;
+	}
+	return mc_strbuf_steal(&b);
+}
+
 int
 mc_imap_format_envelope(struct mc_strbuf *b, const char *json,
                         const char **error_r)

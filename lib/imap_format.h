@@ -39,6 +39,9 @@ void mc_imap_astring(struct mc_strbuf *b, const char *s);
  * of NILs (and returns -1 only for broken JSON, with *error_r). */
 int mc_imap_format_envelope(struct mc_strbuf *b, const char *json,
                             const char **error_r);
+/* The ENVELOPE as above in a new string when it is valid UTF-8 without
+ * NUL (so it can be kept as text); NULL otherwise. Free it. */
+char *mc_imap_envelope_text(const char *json);
 /* BODY (extended = false) or BODYSTRUCTURE (extended = true) from the
  * stored MIME JSON (the form of mc_mime_to_json). -1 with *error_r when
  * the JSON is not of that form (nothing appended). */

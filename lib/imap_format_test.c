@@ -219,7 +219,7 @@ test_envelope(void)
 		size_t len = c->msg_len ? c->msg_len : strlen(c->msg);
 		struct mc_imf_envelope env;
 		json_t *j;
-		char *text;
+		char *text, *stored;
 
 		mc_imf_envelope_parse(&env, pool, c->msg, len, NULL);
 		j = mc_imf_envelope_to_json(&env);
@@ -227,6 +227,11 @@ test_envelope(void)
 		mc_strbuf_reset(&b);
 		CHECK(mc_imap_format_envelope(&b, text, &error) == 0);
 		check_buf(__LINE__, c->what, &b, c->want, c->want_len);
+		/* the stored text form is the same bytes, when it exists */
+		stored = mc_imap_envelope_text(text);
+		CHECK(stored == NULL || (strlen(stored) == b.len &&
+		                         memcmp(stored, b.data, b.len) == 0));
+		free(stored);
 		free(text);
 		json_decref(j);
 		mc_pool_free(&pool);
@@ -247,6 +252,18 @@ test_envelope(void)
 	              "\"x\")) "
 	              "(({4}\r\nJ\xf6rg NIL \"j\" \"x\")) (({4}\r\nJ\xf6rg NIL "
 	              "\"j\" \"x\")) NIL NIL NIL NIL \"<m@x>\")"));
+
+	/* Kept as text only when valid UTF-8: Latin-1 bytes are not. */
+	CHECK(mc_imap_envelope_text("{\"subject\":{\"base64\":\"Uul1bmlvbg==\"}}") ==
+	      NULL);
+	{
+		char *t = mc_imap_envelope_text("{\"subject\":\"R\u00e9union\"}");
+
+		CHECK(t != NULL && strcmp(t, "(NIL {8}\r\nR\xc3\xa9union NIL NIL NIL "
+		                             "NIL NIL NIL NIL NIL)") == 0);
+		free(t);
+	}
+	CHECK(mc_imap_envelope_text(NULL) == NULL);
 
 	/* NULL: NILs; broken: NILs and -1. */
 	mc_strbuf_reset(&b);

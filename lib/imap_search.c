@@ -62,6 +62,7 @@ struct mc_imap_search {
 	enum key kind;
 	bool neg;
 	bool needs_data; /* this key or one below it reads the message */
+	bool needs_date; /* ... or the Date header (SENT*) */
 	const char *str;
 	size_t str_len;
 	struct mc_imap_search_needle needle;
@@ -385,6 +386,7 @@ parse_arg(struct parser *ps, unsigned end, unsigned depth,
 			else
 				n->child->next = c;
 			n->needs_data |= c->needs_data;
+			n->needs_date |= c->needs_date;
 		}
 		break;
 	}
@@ -431,6 +433,8 @@ parse_key(struct parser *ps, unsigned end, unsigned depth)
 	n->neg = def->neg;
 	n->needs_data = def->kind == KEY_HEADER || def->kind == KEY_BODY ||
 	                def->kind == KEY_TEXT;
+	n->needs_date = def->kind == KEY_SENTBEFORE ||
+	                def->kind == KEY_SENTON || def->kind == KEY_SENTSINCE;
 	if (def->value != NULL) {
 		n->str = def->value;
 		n->str_len = strlen(def->value);
@@ -443,7 +447,7 @@ static struct mc_imap_search *
 parse_list(struct parser *ps, unsigned end, unsigned depth)
 {
 	struct mc_imap_search *first = NULL, **tail = &first, *and;
-	bool needs_data = false;
+	bool needs_data = false, needs_date = false;
 
 	while (ps->i < end) {
 		struct mc_imap_search *k = parse_key(ps, end, depth);
@@ -451,6 +455,7 @@ parse_list(struct parser *ps, unsigned end, unsigned depth)
 		if (k == NULL)
 			return NULL;
 		needs_data |= k->needs_data;
+		needs_date |= k->needs_date;
 		*tail = k;
 		tail = &k->next;
 	}
@@ -460,6 +465,7 @@ parse_list(struct parser *ps, unsigned end, unsigned depth)
 	and->kind = KEY_AND;
 	and->child = first;
 	and->needs_data = needs_data;
+	and->needs_date = needs_date;
 	return and;
 }
 
@@ -567,6 +573,12 @@ bool
 mc_imap_search_needs_data(const struct mc_imap_search *search)
 {
 	return search->needs_data;
+}
+
+bool
+mc_imap_search_needs_date(const struct mc_imap_search *search)
+{
+	return search->needs_date;
 }
 
 /* ---- evaluation --------------------------------------------------------- */

@@ -65,6 +65,9 @@ int mc_imap_search_parse(const struct mc_imap_token *args, unsigned nargs,
 
 /* True when some key needs the message bytes (text keys). */
 bool mc_imap_search_needs_data(const struct mc_imap_search *search);
+/* True when some key compares the Date header (SENTBEFORE/ON/SINCE):
+ * msg->date is read only then. */
+bool mc_imap_search_needs_date(const struct mc_imap_search *search);
 
 /* One message as the evaluator sees it. */
 struct mc_imap_search_msg {

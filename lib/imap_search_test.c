@@ -547,6 +547,36 @@ test_options(void)
 	}
 }
 
+/* Only SENTBEFORE/SENTON/SENTSINCE, wherever they sit, read the Date. */
+static void
+test_needs_date(void)
+{
+	static const struct {
+		const char *program;
+		bool needs_date;
+	} cases[] = {
+	        {"ALL", false},
+	        {"SUBJECT x", false},
+	        {"BEFORE 1-Jan-2020", false},
+	        {"SENTON 1-Jan-2020", true},
+	        {"OR SEEN NOT SENTSINCE 1-Jan-2020", true},
+	        {"(DRAFT (SENTBEFORE 2-Feb-2021))", true},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mc_pool *pool = mc_pool_new();
+		struct mc_imap_search *s = NULL;
+		struct mc_imap_search_options o;
+		const char *err = NULL;
+
+		CHECK(parse(pool, cases[i].program, &s, &o, &err) == 0);
+		if (s != NULL)
+			CHECK(mc_imap_search_needs_date(s) ==
+			      cases[i].needs_date);
+		mc_pool_free(&pool);
+	}
+}
+
 /* "prefix" n times, then middle, then "suffix" n times. */
 static char *
 repeat(const char *prefix, unsigned n, const char *middle, const char *suffix)
@@ -805,5 +835,6 @@ main(void)
 	test_hostile();
 	test_odd_messages();
 	test_sent_dates();
+	test_needs_date();
 	return mc_test_done();
 }

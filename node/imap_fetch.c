@@ -255,7 +255,10 @@ format_message(struct imap_sess *s, struct fetch_req *f, size_t index,
 	if (row != NULL && (f->items & F_ENVELOPE)) {
 		SEP();
 		mc_strbuf_adds(b, "ENVELOPE ");
-		mc_imap_format_envelope(b, row->envelope, error_r);
+		if (row->imap_envelope != NULL)
+			mc_strbuf_adds(b, row->imap_envelope);
+		else
+			mc_imap_format_envelope(b, row->envelope, error_r);
 	}
 	for (unsigned bit = F_BODY; bit <= F_BODYSTRUCTURE && row != NULL; bit <<= 1) {
 		const char *json = row->bodystructure ? row->bodystructure : structure;
@@ -391,7 +394,9 @@ fetch_work(struct imap_job *job, struct node_store *store, const char *error)
 	}
 	if (f->items & F_ROW || f->nsecs > 0)
 		job->result = node_store_fetch(store, s->view.mb.id, f->uids, f->count,
-		                               (f->items & (F_BODY | F_BODYSTRUCTURE)) != 0,
+		                               (f->items & (F_BODY | F_BODYSTRUCTURE))
+		                                       ? NODE_FETCH_STRUCTURE
+		                                       : 0,
 		                               &f->rows, &f->nrows, &err);
 out:
 	imap_job_error(job, err);

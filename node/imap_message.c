@@ -642,7 +642,9 @@ search_next(struct imap_sess *s)
 		        .modseq = s->view.msgs[idx].modseq,
 		        .flags = s->view.msgs[idx].flags, .size = row->size,
 		        .internaldate = row->internaldate,
-		        .date = envelope_date(row->envelope, date, sizeof(date)),
+		        .date = mc_imap_search_needs_date(r->search)
+		                        ? envelope_date(row->envelope, date, sizeof(date))
+		                        : NULL,
 		        .data = r->blob, .len = r->blob_len,
 		};
 		res = mc_imap_search_match(r->search, &r->ctx, &m);
@@ -678,8 +680,11 @@ search_work(struct imap_job *job, struct node_store *store, const char *error)
 
 	if (imap_job_no_store(job, store, error))
 		return;
-	job->result = node_store_fetch(store, job->s->view.mb.id, r->uids,
-	                               job->s->view.count, false, &r->rows, &r->nrows, &err);
+	job->result = node_store_fetch(store, job->s->view.mb.id, r->uids, job->s->view.count,
+	                               mc_imap_search_needs_date(r->search)
+	                                       ? NODE_FETCH_ENVELOPE_JSON
+	                                       : 0,
+	                               &r->rows, &r->nrows, &err);
 	imap_job_error(job, err);
 }
 

@@ -180,6 +180,7 @@ node_msg_full_free(struct node_msg_full *rows, size_t count)
 	for (size_t i = 0; rows != NULL && i < count; i++) {
 		free(rows[i].flags);
 		free(rows[i].envelope);
+		free(rows[i].imap_envelope);
 		free(rows[i].bodystructure);
 	}
 	free(rows);
@@ -323,13 +324,15 @@ node_store_changes(struct node_store *st, uint64_t mailbox_id, uint64_t since,
 
 enum node_store_result
 node_store_fetch(struct node_store *st, uint64_t mailbox_id,
-                 const uint32_t *uids, size_t count, bool want_structure,
+                 const uint32_t *uids, size_t count, unsigned what,
                  struct node_msg_full **rows_r, size_t *count_r,
                  const char **error_r)
 {
 	char id[24], *arr;
-	const char *params[3] = {node_store_num(id, mailbox_id), NULL,
-	                         want_structure ? "t" : "f"};
+	const char *params[4] = {
+	        node_store_num(id, mailbox_id), NULL,
+	        (what & NODE_FETCH_STRUCTURE) ? "t" : "f",
+	        (what & NODE_FETCH_ENVELOPE_JSON) ? "t" : "f"};
 	PGresult *res = NULL;
 	enum node_store_result r;
 	int n;
@@ -343,11 +346,14 @@ node_store_fetch(struct node_store *st, uint64_t mailbox_id,
 	        st,
 	        "SELECT " MSG_COLS
 	        ", size, extract(epoch FROM internaldate)::bigint,"
-	        " blob_sha256, envelope::text,"
-	        " CASE WHEN $3::boolean THEN bodystructure::text END"
+	        " blob_sha256,"
+	        " CASE WHEN $4::boolean OR imap_envelope IS NULL"
+	        " THEN envelope::text END,"
+	        " CASE WHEN $3::boolean THEN bodystructure::text END,"
+	        " imap_envelope"
 	        " FROM messages WHERE mailbox_id = $1"
 	        " AND uid = ANY($2::bigint[]) ORDER BY uid",
-	        3, params, NULL, &res, error_r);
+	        4, params, NULL, &res, error_r);
 	free(arr);
 	if (r != NODE_STORE_OK)
 		return r;
@@ -365,6 +371,7 @@ node_store_fetch(struct node_store *st, uint64_t mailbox_id,
 		snprintf(m->blob, sizeof(m->blob), "%s", PQgetvalue(res, i, 5));
 		m->envelope = node_store_str_or_null(res, i, 6);
 		m->bodystructure = node_store_str_or_null(res, i, 7);
+		m->imap_envelope = node_store_str_or_null(res, i, 8);
 	}
 	*count_r = (size_t)n;
 	PQclear(res);
@@ -569,10 +576,11 @@ insert_copies(struct node_store *st, const struct node_store_locked *src,
 	PGresult *res = node_store_q(
 	        st,
 	        "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
-	        " size, internaldate, flags, envelope, bodystructure)"
+	        " size, internaldate, flags, envelope, bodystructure,"
+	        " imap_envelope)"
 	        " SELECT $3, $4::bigint - 1 + row_number() OVER (ORDER BY uid),"
 	        " $5, blob_sha256, size, internaldate, flags, envelope,"
-	        " bodystructure FROM messages"
+	        " bodystructure, imap_envelope FROM messages"
 	        " WHERE mailbox_id = $1 AND uid = ANY($2::bigint[])",
 	        5, params, error_r);
 

@@ -62,7 +62,9 @@ struct node_msg_full {
 	uint64_t size;
 	int64_t internaldate; /* unix seconds */
 	char blob[65];        /* SHA-256 key in the blob store */
-	char *envelope;       /* JSON or NULL */
+	char *imap_envelope;  /* the formatted IMAP ENVELOPE, or NULL */
+	/* JSON or NULL: only when asked for or without imap_envelope */
+	char *envelope;
 	char *bodystructure;  /* JSON or NULL (only when asked for) */
 };
 
@@ -104,12 +106,15 @@ enum node_store_result node_store_changes(struct node_store *st,
                                           size_t *expunged_count_r,
                                           const char **error_r);
 
+#define NODE_FETCH_STRUCTURE 0x1u     /* bodystructure */
+#define NODE_FETCH_ENVELOPE_JSON 0x2u /* envelope even with imap_envelope */
+
 /* Metadata of the listed UIDs that exist (ascending UID; missing ones are
- * left out). bodystructure only when want_structure. */
+ * left out), with what of NODE_FETCH_*. */
 enum node_store_result node_store_fetch(struct node_store *st,
                                         uint64_t mailbox_id,
                                         const uint32_t *uids, size_t count,
-                                        bool want_structure,
+                                        unsigned what,
                                         struct node_msg_full **rows_r,
                                         size_t *count_r, const char **error_r);
 

@@ -336,9 +336,17 @@ test_imap_fetch(struct node_store *st)
 		CHECK_STR(rows[0].flags, "\\Answered");
 		CHECK(rows[0].size == 1234 && rows[0].internaldate == 1700000000);
 		CHECK_STR(rows[0].blob, BLOB);
-		CHECK(rows[0].envelope != NULL && strstr(rows[0].envelope, "hi") != NULL);
+		/* the formatted ENVELOPE, not the JSON, unless asked */
+		CHECK(rows[0].imap_envelope != NULL &&
+		      strncmp(rows[0].imap_envelope, "(NIL \"hi\" ", 10) == 0);
+		CHECK(rows[0].envelope == NULL);
 		CHECK(rows[0].bodystructure == NULL);
 	}
+	node_msg_full_free(rows, n);
+	CHECK(node_store_fetch(st, mb.id, U(1), 1, NODE_FETCH_ENVELOPE_JSON,
+	                       &rows, &n, &err) == NODE_STORE_OK && n == 1);
+	CHECK(n == 1 && rows[0].envelope != NULL &&
+	      strstr(rows[0].envelope, "hi") != NULL);
 	node_msg_full_free(rows, n);
 	CHECK(node_store_fetch(st, mb.id, U(2), 1, true, &rows, &n, &err) ==
 	      NODE_STORE_OK && n == 1);

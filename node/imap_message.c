@@ -512,18 +512,35 @@ imap_cmd_expunge(struct imap_sess *s, const struct mc_imap_command *cmd)
 
 /* ---- SEARCH --------------------------------------------------------------- */
 
+/* Message bytes read ahead for SEARCH: the next rows that need their
+ * bytes are read concurrently (the blob store's workers or S3
+ * connections), and decided in order as they arrive. */
+#define SEARCH_WINDOW 16
+
+struct search_slot {
+	struct imap_sess *s;
+	size_t row;
+	char *data;
+	size_t len;
+	bool ready;
+};
+
 struct search_req {
 	struct imap_job job;
 	struct mc_imap_search *search;
 	struct mc_imap_search_options opts;
 	struct mc_imap_search_ctx ctx;
+	bool need_date;
 	uint32_t *uids;
 	struct node_msg_full *rows;
 	size_t nrows;
-	size_t pos;
-	char *blob;
-	size_t blob_len;
-	uint32_t *hits; /* numbers or UIDs, ascending */
+	size_t pos;   /* the next row to decide */
+	size_t ahead; /* the next row to look at for reading ahead */
+	struct search_slot win[SEARCH_WINDOW]; /* reads in row order */
+	size_t win_head, win_count;
+	unsigned reading; /* reads not answered yet */
+	bool failed;      /* a read failed: answer NO once none is out */
+	uint32_t *hits;   /* numbers or UIDs, ascending */
 	size_t nhits;
 	uint64_t max_modseq;
 };
@@ -533,7 +550,8 @@ search_free(struct search_req *r)
 {
 	free(r->uids);
 	node_msg_full_free(r->rows, r->nrows);
-	free(r->blob);
+	for (size_t i = 0; i < SEARCH_WINDOW; i++)
+		free(r->win[i].data);
 	free(r->hits);
 	free(r);
 }
@@ -601,7 +619,8 @@ static void
 search_blob(void *arg, enum mc_blob_status status, uint8_t *data, size_t len,
             const char *error)
 {
-	struct imap_sess *s = arg;
+	struct search_slot *slot = arg;
+	struct imap_sess *s = slot->s;
 	struct search_req *r;
 
 	if (!imap_pending_release(s)) {
@@ -609,17 +628,76 @@ search_blob(void *arg, enum mc_blob_status status, uint8_t *data, size_t len,
 		return;
 	}
 	r = s->search;
+	r->reading--;
 	if (status != MC_BLOB_OK) {
-		mc_warn("imap search blob read failed session=%" PRIu64 " error=\"%s\"", s->id,
-		        error);
-		s->search = NULL;
-		search_free(r);
-		imap_command_done(s, "NO", "UNAVAILABLE", "Message store unavailable, try again");
-		return;
+		if (!r->failed)
+			mc_warn("imap search blob read failed session=%" PRIu64
+			        " error=\"%s\"",
+			        s->id, error);
+		r->failed = true;
+		free(data);
+	} else {
+		slot->data = (char *)data;
+		slot->len = len;
+		slot->ready = true;
 	}
-	r->blob = (char *)data;
-	r->blob_len = len;
 	search_next(s);
+}
+
+/* Metadata of row as the search sees it; false when its message is no
+ * longer in the view. */
+static bool
+search_msg(struct imap_sess *s, struct search_req *r, size_t row, char *date,
+           size_t date_size, struct mc_imap_search_msg *m_r, long *idx_r)
+{
+	const struct node_msg_full *msg = &r->rows[row];
+	long idx = imap_view_find(&s->view, msg->uid);
+
+	if (idx < 0)
+		return false;
+	*idx_r = idx;
+	*m_r = (struct mc_imap_search_msg){
+	        .seq = (uint32_t)idx + 1,
+	        .uid = msg->uid,
+	        .modseq = s->view.msgs[idx].modseq,
+	        .flags = s->view.msgs[idx].flags,
+	        .size = msg->size,
+	        .internaldate = msg->internaldate,
+	        .date = r->need_date ? envelope_date(msg->envelope, date, date_size)
+	                             : NULL,
+	};
+	return true;
+}
+
+/* Start reads for the rows ahead whose answer needs their bytes. */
+static void
+search_read_ahead(struct imap_sess *s, struct search_req *r)
+{
+	char date[512];
+	struct mc_imap_search_msg m;
+	struct search_slot *slot;
+	const char *err;
+	long idx;
+
+	while (r->win_count < SEARCH_WINDOW && r->ahead < r->nrows && !r->failed) {
+		size_t row = r->ahead++;
+
+		if (!search_msg(s, r, row, date, sizeof(date), &m, &idx) ||
+		    mc_imap_search_match(r->search, &r->ctx, &m) !=
+		            MC_IMAP_SEARCH_NEED_DATA)
+			continue;
+		slot = &r->win[(r->win_head + r->win_count) % SEARCH_WINDOW];
+		*slot = (struct search_slot){.s = s, .row = row};
+		s->pending++;
+		if (mc_blob_get(s->imap->set.blob, r->rows[row].blob, SEARCH_BLOB_MAX,
+		                search_blob, slot, &err) < 0) {
+			s->pending--;
+			r->failed = true;
+			return;
+		}
+		r->win_count++;
+		r->reading++;
+	}
 }
 
 static void
@@ -627,47 +705,46 @@ search_next(struct imap_sess *s)
 {
 	struct search_req *r = s->search;
 	char date[512];
-	const char *err;
 
-	for (; r->pos < r->nrows; r->pos++) {
-		const struct node_msg_full *row = &r->rows[r->pos];
-		long idx = imap_view_find(&s->view, row->uid);
+	search_read_ahead(s, r);
+	while (!r->failed && r->pos < r->nrows) {
+		struct search_slot *slot = &r->win[r->win_head];
+		bool have = r->win_count > 0 && slot->row == r->pos;
 		struct mc_imap_search_msg m;
 		enum mc_imap_search_result res;
+		long idx;
 
-		if (idx < 0)
-			continue;
-		m = (struct mc_imap_search_msg){
-		        .seq = (uint32_t)idx + 1, .uid = row->uid,
-		        .modseq = s->view.msgs[idx].modseq,
-		        .flags = s->view.msgs[idx].flags, .size = row->size,
-		        .internaldate = row->internaldate,
-		        .date = mc_imap_search_needs_date(r->search)
-		                        ? envelope_date(row->envelope, date, sizeof(date))
-		                        : NULL,
-		        .data = r->blob, .len = r->blob_len,
-		};
-		res = mc_imap_search_match(r->search, &r->ctx, &m);
-		if (res == MC_IMAP_SEARCH_NEED_DATA) {
-			s->pending++;
-			if (mc_blob_get(s->imap->set.blob, row->blob, SEARCH_BLOB_MAX,
-			                search_blob, s, &err) < 0) {
-				s->pending--;
-				s->search = NULL;
-				search_free(r);
-				imap_command_done(s, "NO", "UNAVAILABLE",
-				                  "Message store busy, try again");
+		if (have && !slot->ready)
+			return; /* search_blob comes back */
+		if (search_msg(s, r, r->pos, date, sizeof(date), &m, &idx)) {
+			if (have) {
+				m.data = slot->data;
+				m.len = slot->len;
 			}
-			return;
+			res = mc_imap_search_match(r->search, &r->ctx, &m);
+			if (res == MC_IMAP_SEARCH_YES) {
+				r->hits[r->nhits++] = s->uid_cmd ? m.uid : m.seq;
+				if (m.modseq > r->max_modseq)
+					r->max_modseq = m.modseq;
+			}
 		}
-		if (res == MC_IMAP_SEARCH_YES) {
-			r->hits[r->nhits++] = s->uid_cmd ? row->uid : (uint32_t)idx + 1;
-			if (m.modseq > r->max_modseq)
-				r->max_modseq = m.modseq;
+		if (have) {
+			free(slot->data);
+			*slot = (struct search_slot){0};
+			r->win_head = (r->win_head + 1) % SEARCH_WINDOW;
+			r->win_count--;
+			search_read_ahead(s, r);
 		}
-		free(r->blob);
-		r->blob = NULL;
-		r->blob_len = 0;
+		r->pos++;
+	}
+	if (r->reading > 0)
+		return; /* wait for every read before the answer */
+	if (r->failed) {
+		s->search = NULL;
+		search_free(r);
+		imap_command_done(s, "NO", "UNAVAILABLE",
+		                  "Message store unavailable, try again");
+		return;
 	}
 	search_answer(s, r);
 }
@@ -681,9 +758,7 @@ search_work(struct imap_job *job, struct node_store *store, const char *error)
 	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_fetch(store, job->s->view.mb.id, r->uids, job->s->view.count,
-	                               mc_imap_search_needs_date(r->search)
-	                                       ? NODE_FETCH_ENVELOPE_JSON
-	                                       : 0,
+	                               r->need_date ? NODE_FETCH_ENVELOPE_JSON : 0,
 	                               &r->rows, &r->nrows, &err);
 	imap_job_error(job, err);
 }
@@ -725,6 +800,7 @@ imap_cmd_search(struct imap_sess *s, const struct mc_imap_command *cmd)
 	}
 	if (r->opts.uses_modseq)
 		s->condstore = true;
+	r->need_date = mc_imap_search_needs_date(r->search);
 	r->ctx.max_seq = (uint32_t)s->view.count;
 	r->ctx.max_uid = imap_view_max_uid(&s->view);
 	if (s->view.count == 0) {

@@ -130,6 +130,15 @@ struct mc_cfgsync {
 	bool need_heartbeat;
 	bool notify_pending; /* saved directory loaded: tell the daemon */
 	bool closing;
+	/* directory.json is written on a worker, one write at a time, the
+	 * latest content when changes came meanwhile. Heartbeats report the
+	 * version saved, so `mailctl --wait` means applied and kept. */
+	uv_work_t save_work;
+	Mc__Snapshot *save_snap;
+	char *save_error;
+	uint64_t save_version;
+	bool saving, save_again;
+	uint64_t saved_version;
 	uint64_t node_id;         /* 0 = not registered */
 	uint64_t cluster_version; /* as last reported by the controller */
 	uint64_t gap_target;      /* version the gap timer waits for */
@@ -291,18 +300,85 @@ drop_secrets(struct mc_cfgsync *s, Mc__Snapshot *snap)
 
 /* ---- directory changes ---- */
 
+static void save_start(struct mc_cfgsync *s);
+static void sync_free(struct mc_cfgsync *s);
+
+/* Worker thread: only the job's snapshot, path and error are touched. */
+static void
+save_work_cb(uv_work_t *w)
+{
+	struct mc_cfgsync *s = w->data;
+	const char *error;
+
+	if (mc_directory_save_snapshot(s->save_snap, s->state_path, &error) <
+	    0)
+		s->save_error = mc_strdup(error);
+}
+
+static void
+save_done_cb(uv_work_t *w, int status)
+{
+	struct mc_cfgsync *s = w->data;
+	const char *error;
+
+	(void)status;
+	mc_directory_snapshot_free(&s->save_snap);
+	if (s->save_error != NULL)
+		mc_error("cfgsync cannot save directory path=%s error=\"%s\"",
+		         s->state_path, s->save_error);
+	free(s->save_error);
+	s->save_error = NULL;
+	s->saving = false;
+	/* Reported even when the write failed: the directory is applied,
+	 * and a daemon that cannot write its state folder says so above. */
+	s->saved_version = s->save_version;
+	if (s->closing) {
+		/* The last change before shutdown is kept, on the loop. */
+		if (s->save_again &&
+		    mc_directory_save(s->dir, s->state_path, &error) < 0)
+			mc_error("cfgsync cannot save directory path=%s "
+			         "error=\"%s\"",
+			         s->state_path, error);
+		if (--s->open_handles == 0)
+			sync_free(s);
+		return;
+	}
+	s->open_handles--;
+	if (s->save_again) {
+		s->save_again = false;
+		save_start(s);
+		return;
+	}
+	/* Tell the controller at once: mailctl --wait waits for this. */
+	s->need_heartbeat = true;
+	sync_pump(s);
+}
+
+/* Write directory.json off the loop (a 100,000-account directory is tens
+ * of MB of JSON and an fsync: seconds the loop must not stall for). */
+static void
+save_start(struct mc_cfgsync *s)
+{
+	if (s->saving) {
+		s->save_again = true;
+		return;
+	}
+	s->saving = true;
+	s->save_snap = mc_directory_to_snapshot(s->dir);
+	s->save_version = mc_directory_version(s->dir);
+	s->save_work.data = s;
+	s->open_handles++;
+	if (uv_queue_work(s->loop, &s->save_work, save_work_cb,
+	                  save_done_cb) != 0)
+		abort(); /* only for a NULL callback */
+}
+
 static void
 directory_changed(struct mc_cfgsync *s)
 {
-	const char *error;
-
-	if (mc_directory_save(s->dir, s->state_path, &error) < 0)
-		mc_error("cfgsync cannot save directory path=%s error=\"%s\"",
-		         s->state_path, error);
+	save_start(s);
 	if (mc_directory_version(s->dir) >= s->gap_target)
 		uv_timer_stop(&s->gap_timer);
-	/* Tell the controller at once: mailctl --wait waits for this. */
-	s->need_heartbeat = true;
 	if (s->on_change != NULL)
 		s->on_change(s->dir, s->ctx);
 }
@@ -343,6 +419,7 @@ load_saved(struct mc_cfgsync *s)
 		}
 		mc_directory_snapshot_free(&snap);
 	}
+	s->saved_version = mc_directory_version(s->dir);
 	mc_info("cfgsync loaded saved directory path=%s version=%llu",
 	        s->state_path,
 	        (unsigned long long)mc_directory_version(s->dir));
@@ -548,7 +625,7 @@ send_heartbeat(struct mc_cfgsync *s)
 	Mc__HeartbeatReq hb = MC__HEARTBEAT_REQ__INIT;
 
 	hb.node_id = s->node_id;
-	hb.applied_version = mc_directory_version(s->dir);
+	hb.applied_version = s->saved_version;
 	hb.instance = s->instance;
 	s->hb_sent_ms = uv_hrtime() / 1000000;
 	req.body_case = MC__REQUEST__BODY_HEARTBEAT;

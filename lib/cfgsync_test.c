@@ -202,6 +202,24 @@ run_until_version(uv_loop_t *loop, const struct mc_directory *dir,
 	return mc_directory_version(dir) == version;
 }
 
+/* Run the loop until path exists (directory.json is written on a
+ * worker after the change is applied) or 5 s pass. */
+static bool
+run_until_file(uv_loop_t *loop, const char *path)
+{
+	uv_timer_t t;
+	uint64_t end = uv_now(loop) + 5000;
+	struct stat st;
+
+	uv_timer_init(loop, &t);
+	uv_timer_start(&t, timeout_cb, 5, 5);
+	while (stat(path, &st) < 0 && uv_now(loop) < end)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+	return stat(path, &st) == 0;
+}
+
 /* Run the loop for ms milliseconds. */
 static void
 run_for(uv_loop_t *loop, uint64_t ms)
@@ -255,6 +273,7 @@ test_sync(uv_loop_t *loop, const char *dir_path, const char *ctl_url,
 		CHECK(acc != NULL &&
 		      strcmp(acc->password_hash, "$argon2id$fake") == 0 &&
 		      strcmp(acc->scram_sha256, FAKE_SCRAM) == 0);
+	CHECK(run_until_file(loop, path));
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 
 	/* deltas (repeated until the SUB socket has joined: old news is

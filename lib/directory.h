@@ -193,6 +193,10 @@ void mc_directory_snapshot_free(Mc__Snapshot **snap);
  * replaces the content; on error the directory is unchanged. */
 int mc_directory_save(const struct mc_directory *dir, const char *path,
                       const char **error_r);
+/* The same from a snapshot of it (mc_directory_to_snapshot): safe on any
+ * thread, so the daemons write their file off the event loop. */
+int mc_directory_save_snapshot(const Mc__Snapshot *snap, const char *path,
+                               const char **error_r);
 int mc_directory_load(struct mc_directory *dir, const char *path,
                       const char **error_r);
 

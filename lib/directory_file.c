@@ -326,11 +326,20 @@ mc_directory_save(const struct mc_directory *dir, const char *path,
                   const char **error_r)
 {
 	Mc__Snapshot *snap = mc_directory_to_snapshot(dir);
+	int ret = mc_directory_save_snapshot(snap, path, error_r);
+
+	mc_directory_snapshot_free(&snap);
+	return ret;
+}
+
+int
+mc_directory_save_snapshot(const Mc__Snapshot *snap, const char *path,
+                           const char **error_r)
+{
 	json_t *root = snapshot_json(snap);
 	char *tmp = mc_asprintf("%s.tmp", path);
 	int ret = -1;
 
-	mc_directory_snapshot_free(&snap);
 	if (root == NULL) {
 		*error_r = mc_errorf("%s: not representable in JSON (an id "
 		                     "above 2^63 or a string not in UTF-8)",

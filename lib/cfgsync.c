@@ -202,6 +202,8 @@ set_state(struct mc_cfgsync *s, enum sync_state st, const char *error)
 	free(s->last_error);
 	s->last_error = error != NULL ? mc_strdup(error) : NULL;
 	s->state = st;
+	if (st == ST_SYNCED) /* startup or a catch-up is over */
+		mc_mem_trim();
 }
 
 /* After a successful exchange: the state follows from what is known. */
@@ -329,6 +331,7 @@ save_done_cb(uv_work_t *w, int status)
 	free(s->save_error);
 	s->save_error = NULL;
 	s->saving = false;
+	mc_mem_trim(); /* the file's JSON text and tree are freed */
 	/* Reported even when the write failed: the directory is applied,
 	 * and a daemon that cannot write its state folder says so above. */
 	s->saved_version = s->save_version;

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static void
 oom(void)
@@ -76,4 +79,12 @@ mc_wipe(void *p, size_t n)
 {
 	if (p != NULL)
 		explicit_bzero(p, n);
+}
+
+void
+mc_mem_trim(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 }

@@ -15,5 +15,9 @@ char *mc_strndup(const char *s, size_t n);
 char *mc_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Overwrite memory the compiler may not optimise away (passwords, tokens). */
 void mc_wipe(void *p, size_t n);
+/* Give memory freed after a burst (startup, a directory snapshot) back to
+ * the system: glibc keeps freed heap pages otherwise, and an idle daemon
+ * would carry its peak for good. Cheap; call it after such bursts. */
+void mc_mem_trim(void);
 
 #endif

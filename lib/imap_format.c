@@ -204,34 +204,37 @@ char *
 mc_imap_envelope_text(const char *json)
 {
 	struct mc_strbuf b;
-	const unsigned char *u;
 	const char *error;
-	size_t i = 0, n;
 
 	if (json == NULL)
 		return NULL;
 	mc_strbuf_init(&b);
-	if (mc_imap_format_envelope(&b, json, &error) < 0) {
-		mc_strbuf_fini(&b);
-		return NULL;
-	}
-	u = (const unsigned char *)b.data;
-	while (i < b.len) {
-		if (u[i] == 0)
-			break;
-		if (u[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((n = utf8_len(u + i, b.len - i)) == 0)
-			break;
-		i += n;
-	}
-	if (i < b.len) {
+	if (mc_imap_format_envelope(&b, json, &error) < 0 ||
+	    !mc_imap_text_ok(b.data, b.len)) {
 		mc_strbuf_fini(&b);
 		return NULL;
 	}
 	return mc_strbuf_steal(&b);
+}
+
+bool
+mc_imap_text_ok(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, n;
+
+	while (i < len) {
+		if (u[i] == 0)
+			return false;
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((n = utf8_len(u + i, len - i)) == 0)
+			return false;
+		i += n;
+	}
+	return true;
 }
 
 int

@@ -42,6 +42,8 @@ int mc_imap_format_envelope(struct mc_strbuf *b, const char *json,
 /* The ENVELOPE as above in a new string when it is valid UTF-8 without
  * NUL (so it can be kept as text); NULL otherwise. Free it. */
 char *mc_imap_envelope_text(const char *json);
+/* len bytes are valid UTF-8 without NUL (storable as Postgres text). */
+bool mc_imap_text_ok(const char *s, size_t len);
 /* BODY (extended = false) or BODYSTRUCTURE (extended = true) from the
  * stored MIME JSON (the form of mc_mime_to_json). -1 with *error_r when
  * the JSON is not of that form (nothing appended). */

@@ -581,6 +581,30 @@ mc_imap_search_needs_date(const struct mc_imap_search *search)
 	return search->needs_date;
 }
 
+bool
+mc_imap_search_fields_only(const struct mc_imap_search *search,
+                           const char *const *fields)
+{
+	const struct mc_imap_search *c;
+
+	if (!search->needs_data)
+		return true;
+	if (search->kind == KEY_HEADER) {
+		for (size_t i = 0; fields[i] != NULL; i++)
+			if (strlen(fields[i]) == search->str_len &&
+			    strncasecmp(fields[i], search->str,
+			                search->str_len) == 0)
+				return true;
+		return false;
+	}
+	if (search->child == NULL)
+		return false; /* BODY, TEXT */
+	for (c = search->child; c != NULL; c = c->next)
+		if (!mc_imap_search_fields_only(c, fields))
+			return false;
+	return true;
+}
+
 /* ---- evaluation --------------------------------------------------------- */
 
 struct text {

@@ -68,6 +68,13 @@ bool mc_imap_search_needs_data(const struct mc_imap_search *search);
 /* True when some key compares the Date header (SENTBEFORE/ON/SINCE):
  * msg->date is read only then. */
 bool mc_imap_search_needs_date(const struct mc_imap_search *search);
+/* True when the only keys that need the message bytes are header keys
+ * (HEADER, SUBJECT, FROM, TO, CC, BCC) on fields of the NULL-terminated
+ * list (ASCII case-insensitive): a message made of just those fields
+ * (header lines as in the message, then an empty line) gives the same
+ * answer as the whole message. */
+bool mc_imap_search_fields_only(const struct mc_imap_search *search,
+                                const char *const *fields);
 
 /* One message as the evaluator sees it. */
 struct mc_imap_search_msg {

@@ -547,6 +547,42 @@ test_options(void)
 	}
 }
 
+/* Which programs a message of just some header fields answers. */
+static void
+test_fields_only(void)
+{
+	static const char *const fields[] = {"Subject", "From", "To", NULL};
+	static const struct {
+		const char *program;
+		bool only;
+	} cases[] = {
+	        {"ALL", true},
+	        {"SUBJECT x", true},
+	        {"HEADER subject x", true},
+	        {"OR FROM a NOT TO b", true},
+	        {"(SEEN (SUBJECT y))", true},
+	        {"CC x", false},
+	        {"HEADER X-Spam yes", false},
+	        {"OR SUBJECT x BODY y", false},
+	        {"NOT TEXT z", false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mc_pool *pool = mc_pool_new();
+		struct mc_imap_search *s = NULL;
+		struct mc_imap_search_options o;
+		const char *err = NULL;
+
+		CHECK(parse(pool, cases[i].program, &s, &o, &err) == 0);
+		if (s != NULL && mc_imap_search_fields_only(s, fields) !=
+		                         cases[i].only) {
+			fprintf(stderr, "fields_only %s\n", cases[i].program);
+			CHECK(0);
+		}
+		mc_pool_free(&pool);
+	}
+}
+
 /* Only SENTBEFORE/SENTON/SENTSINCE, wherever they sit, read the Date. */
 static void
 test_needs_date(void)
@@ -836,5 +872,6 @@ main(void)
 	test_odd_messages();
 	test_sent_dates();
 	test_needs_date();
+	test_fields_only();
 	return mc_test_done();
 }

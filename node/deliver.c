@@ -19,6 +19,7 @@ struct deliver_job {
 	char key[MC_BLOB_KEY_LEN + 1];
 	char *envelope_json;
 	char *bodystructure_json;
+	char *search_headers;
 	uv_work_t work;
 };
 
@@ -30,6 +31,7 @@ job_finish(struct deliver_job *job, const char *error)
 	free(job->log_id);
 	free(job->envelope_json);
 	free(job->bodystructure_json);
+	free(job->search_headers);
 	free(job);
 }
 
@@ -49,6 +51,7 @@ store_work(struct node_store *store, const char *error, void *arg)
 		        .internaldate = job->req.internaldate,
 		        .envelope_json = job->envelope_json,
 		        .bodystructure_json = job->bodystructure_json,
+		        .search_headers = job->search_headers,
 		        .quota_bytes = t->quota_bytes,
 		};
 		const char *err = NULL;
@@ -109,7 +112,8 @@ analyze_work(uv_work_t *w)
 	struct deliver_job *job = w->data;
 
 	node_message_analyze(job->req.data, job->req.len, job->key,
-	                     &job->envelope_json, &job->bodystructure_json);
+	                     &job->envelope_json, &job->bodystructure_json,
+	                     &job->search_headers);
 }
 
 static void

@@ -45,7 +45,7 @@ struct mb_cmd {
 	char *data;
 	size_t len;
 	char key[MC_BLOB_KEY_LEN + 1];
-	char *envelope, *bodystructure;
+	char *envelope, *bodystructure, *search_headers;
 	char *flags;
 	int64_t internaldate;
 	uint64_t quota;
@@ -69,6 +69,7 @@ mb_cmd_free(struct mb_cmd *c)
 	free(c->data);
 	free(c->envelope);
 	free(c->bodystructure);
+	free(c->search_headers);
 	free(c->flags);
 	free(c);
 }
@@ -845,6 +846,7 @@ append_store_work(struct imap_job *job, struct node_store *store, const char *er
 	        .mailbox = c->name, .blob_sha256 = c->key, .size = c->len,
 	        .internaldate = c->internaldate, .envelope_json = c->envelope,
 	        .bodystructure_json = c->bodystructure, .flags = c->flags,
+	        .search_headers = c->search_headers,
 	        .no_create = true, .quota_bytes = c->quota,
 	};
 
@@ -908,7 +910,8 @@ append_analyze_work(struct imap_job *job, struct node_store *store, const char *
 
 	(void)store;
 	(void)error;
-	node_message_analyze(c->data, c->len, c->key, &c->envelope, &c->bodystructure);
+	node_message_analyze(c->data, c->len, c->key, &c->envelope, &c->bodystructure,
+	                     &c->search_headers);
 }
 
 static void

@@ -21,6 +21,7 @@
 #include "imap_search.h"
 #include "log.h"
 #include "mem.h"
+#include "message.h"
 
 #define IDLE_POLL_MS 500
 #define SEARCH_BLOB_MAX (1024ull * 1024 * 1024)
@@ -531,6 +532,9 @@ struct search_req {
 	struct mc_imap_search_options opts;
 	struct mc_imap_search_ctx ctx;
 	bool need_date;
+	/* Text keys only on node_search_fields: rows with their stored
+	 * search_headers are answered from those, without the blob. */
+	bool fields_only;
 	uint32_t *uids;
 	struct node_msg_full *rows;
 	size_t nrows;
@@ -666,6 +670,10 @@ search_msg(struct imap_sess *s, struct search_req *r, size_t row, char *date,
 	        .date = r->need_date ? envelope_date(msg->envelope, date, date_size)
 	                             : NULL,
 	};
+	if (r->fields_only && msg->search_headers != NULL) {
+		m_r->data = msg->search_headers;
+		m_r->len = strlen(msg->search_headers);
+	}
 	return true;
 }
 
@@ -758,7 +766,9 @@ search_work(struct imap_job *job, struct node_store *store, const char *error)
 	if (imap_job_no_store(job, store, error))
 		return;
 	job->result = node_store_fetch(store, job->s->view.mb.id, r->uids, job->s->view.count,
-	                               r->need_date ? NODE_FETCH_ENVELOPE_JSON : 0,
+	                               (r->need_date ? NODE_FETCH_ENVELOPE_JSON : 0) |
+	                                       (r->fields_only ? NODE_FETCH_SEARCH_HEADERS
+	                                                       : 0),
 	                               &r->rows, &r->nrows, &err);
 	imap_job_error(job, err);
 }
@@ -801,6 +811,8 @@ imap_cmd_search(struct imap_sess *s, const struct mc_imap_command *cmd)
 	if (r->opts.uses_modseq)
 		s->condstore = true;
 	r->need_date = mc_imap_search_needs_date(r->search);
+	r->fields_only = mc_imap_search_needs_data(r->search) &&
+	                 mc_imap_search_fields_only(r->search, node_search_fields);
 	r->ctx.max_seq = (uint32_t)s->view.count;
 	r->ctx.max_uid = imap_view_max_uid(&s->view);
 	if (s->view.count == 0) {

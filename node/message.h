@@ -10,9 +10,18 @@
 
 #include "blob.h"
 
-/* *envelope_json_r and *bodystructure_json_r are heap strings (free()). */
+/* The header fields kept with each message for SEARCH (node_search_fields:
+ * Subject, From, To, Cc, Bcc; NULL-terminated): a search whose text keys
+ * are only on these fields is answered without reading the blob. */
+extern const char *const node_search_fields[];
+
+/* *envelope_json_r, *bodystructure_json_r and *search_headers_r are heap
+ * strings (free()). *search_headers_r: the node_search_fields lines as they
+ * are in the message, then an empty line; NULL when they are not UTF-8
+ * text (raw 8-bit bytes, NUL), which SEARCH then reads from the blob. */
 void node_message_analyze(const char *data, size_t len,
                           char key_r[MC_BLOB_KEY_LEN + 1],
-                          char **envelope_json_r, char **bodystructure_json_r);
+                          char **envelope_json_r, char **bodystructure_json_r,
+                          char **search_headers_r);
 
 #endif

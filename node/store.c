@@ -312,12 +312,12 @@ insert_message(struct node_store *st, const struct node_delivery *d,
 {
 	char uid_s[24], modseq_s[24], size_s[24], date_s[24];
 	char *imap_envelope = mc_imap_envelope_text(d->envelope_json);
-	const char *params[11] = {t->id,         uid_s,
+	const char *params[12] = {t->id,         uid_s,
 	                          modseq_s,      d->blob_sha256,
 	                          size_s,        date_s,
 	                          d->delivery_id, d->envelope_json,
 	                          d->bodystructure_json, d->flags,
-	                          imap_envelope};
+	                          imap_envelope, d->search_headers};
 	PGresult *res;
 
 	snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)t->uid);
@@ -327,11 +327,12 @@ insert_message(struct node_store *st, const struct node_delivery *d,
 	res = node_store_q(st,
 	                   "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
 	                   " size, internaldate, delivery_id, envelope, bodystructure,"
-	                   " flags, imap_envelope) VALUES ($1, $2, $3, $4, $5,"
-	                   " to_timestamp($6), $7, $8::jsonb, $9::jsonb,"
+	                   " flags, imap_envelope, search_headers) VALUES ($1, $2,"
+	                   " $3, $4, $5, to_timestamp($6), $7, $8::jsonb,"
+	                   " $9::jsonb,"
 	                   " imap_flags(string_to_array(coalesce($10, ''), ' ')),"
-	                   " $11)",
-	                   11, params, error_r);
+	                   " $11, $12)",
+	                   12, params, error_r);
 	free(imap_envelope);
 	if (res == NULL)
 		return NODE_STORE_TEMPFAIL;

@@ -181,6 +181,7 @@ node_msg_full_free(struct node_msg_full *rows, size_t count)
 		free(rows[i].flags);
 		free(rows[i].envelope);
 		free(rows[i].imap_envelope);
+		free(rows[i].search_headers);
 		free(rows[i].bodystructure);
 	}
 	free(rows);
@@ -329,10 +330,11 @@ node_store_fetch(struct node_store *st, uint64_t mailbox_id,
                  const char **error_r)
 {
 	char id[24], *arr;
-	const char *params[4] = {
+	const char *params[5] = {
 	        node_store_num(id, mailbox_id), NULL,
 	        (what & NODE_FETCH_STRUCTURE) ? "t" : "f",
-	        (what & NODE_FETCH_ENVELOPE_JSON) ? "t" : "f"};
+	        (what & NODE_FETCH_ENVELOPE_JSON) ? "t" : "f",
+	        (what & NODE_FETCH_SEARCH_HEADERS) ? "t" : "f"};
 	PGresult *res = NULL;
 	enum node_store_result r;
 	int n;
@@ -350,10 +352,11 @@ node_store_fetch(struct node_store *st, uint64_t mailbox_id,
 	        " CASE WHEN $4::boolean OR imap_envelope IS NULL"
 	        " THEN envelope::text END,"
 	        " CASE WHEN $3::boolean THEN bodystructure::text END,"
-	        " imap_envelope"
+	        " imap_envelope,"
+	        " CASE WHEN $5::boolean THEN search_headers END"
 	        " FROM messages WHERE mailbox_id = $1"
 	        " AND uid = ANY($2::bigint[]) ORDER BY uid",
-	        4, params, NULL, &res, error_r);
+	        5, params, NULL, &res, error_r);
 	free(arr);
 	if (r != NODE_STORE_OK)
 		return r;
@@ -372,6 +375,7 @@ node_store_fetch(struct node_store *st, uint64_t mailbox_id,
 		m->envelope = node_store_str_or_null(res, i, 6);
 		m->bodystructure = node_store_str_or_null(res, i, 7);
 		m->imap_envelope = node_store_str_or_null(res, i, 8);
+		m->search_headers = node_store_str_or_null(res, i, 9);
 	}
 	*count_r = (size_t)n;
 	PQclear(res);
@@ -577,10 +581,10 @@ insert_copies(struct node_store *st, const struct node_store_locked *src,
 	        st,
 	        "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
 	        " size, internaldate, flags, envelope, bodystructure,"
-	        " imap_envelope)"
+	        " imap_envelope, search_headers)"
 	        " SELECT $3, $4::bigint - 1 + row_number() OVER (ORDER BY uid),"
 	        " $5, blob_sha256, size, internaldate, flags, envelope,"
-	        " bodystructure, imap_envelope FROM messages"
+	        " bodystructure, imap_envelope, search_headers FROM messages"
 	        " WHERE mailbox_id = $1 AND uid = ANY($2::bigint[])",
 	        5, params, error_r);
 

@@ -63,6 +63,7 @@ struct node_msg_full {
 	int64_t internaldate; /* unix seconds */
 	char blob[65];        /* SHA-256 key in the blob store */
 	char *imap_envelope;  /* the formatted IMAP ENVELOPE, or NULL */
+	char *search_headers; /* node/message.h; only when asked for */
 	/* JSON or NULL: only when asked for or without imap_envelope */
 	char *envelope;
 	char *bodystructure;  /* JSON or NULL (only when asked for) */
@@ -108,6 +109,7 @@ enum node_store_result node_store_changes(struct node_store *st,
 
 #define NODE_FETCH_STRUCTURE 0x1u     /* bodystructure */
 #define NODE_FETCH_ENVELOPE_JSON 0x2u /* envelope even with imap_envelope */
+#define NODE_FETCH_SEARCH_HEADERS 0x4u
 
 /* Metadata of the listed UIDs that exist (ascending UID; missing ones are
  * left out), with what of NODE_FETCH_*. */

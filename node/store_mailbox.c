@@ -368,9 +368,9 @@ rename_inbox(struct node_store *st, uint32_t shard, uint64_t account_id,
 	        st,
 	        "INSERT INTO messages (mailbox_id, uid, modseq, blob_sha256,"
 	        " size, internaldate, flags, delivery_id, envelope,"
-	        " bodystructure, imap_envelope) SELECT $2, uid, modseq,"
-	        " blob_sha256, size, internaldate, flags, delivery_id, envelope,"
-	        " bodystructure, imap_envelope"
+	        " bodystructure, imap_envelope, search_headers) SELECT $2, uid,"
+	        " modseq, blob_sha256, size, internaldate, flags, delivery_id,"
+	        " envelope, bodystructure, imap_envelope, search_headers"
 	        " FROM messages WHERE mailbox_id = $1",
 	        2, params, error_r);
 	if (res == NULL)

@@ -14,12 +14,13 @@ over quota refused with NO [OVERQUOTA], nothing stored.
 Ports: base 28410 (node-1 IMAP 28481, IMAPS 28491)."""
 
 import imaplib
+import os
 import re
 import time
 
 from harness import (Cluster, Imap, ImapLiteral, add_accounts,
                      imap_fetch_items, imap_parse, imap_quote, mx_send,
-                     run_tests, wait_port)
+                     run_tests, wait_port, wait_until)
 
 DOMAIN = "box.test"
 MB = "mb@" + DOMAIN        # the main account
@@ -647,6 +648,66 @@ def test_search(c):
         im.close()
 
 
+def served_again(c, timeout=30):
+    """Wait until a restarted node-1 holds its shard leases again (until
+    then a login gets NO [UNAVAILABLE])."""
+    def attempt():
+        im = Imap(*c.imaps(), context=c.imap_context())
+        try:
+            r = im.cmd("LOGIN", MB, PASSWORDS[MB])
+            return r.status == "OK"
+        finally:
+            im.close()
+    wait_until(attempt, timeout, 0.2, "node-1 serving %s again" % MB)
+
+
+def test_search_stored_headers(c):
+    """SEARCH on Subject/From/To/Cc/Bcc is answered from the header lines
+    stored with each message: with node-1 restarted (empty blob cache) and
+    the SearchBox blobs moved away, those searches still give the results
+    of test_search, while a BODY search cannot (NO [UNAVAILABLE])."""
+    rows = c.store_sql(
+        "SELECT m.blob_sha256, m.search_headers IS NOT NULL"
+        " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+        " WHERE b.name = 'SearchBox' ORDER BY m.uid")
+    assert len(rows) == len(SEARCH_MSGS), rows
+    assert all(r[1] == "t" for r in rows), rows
+    c.cluster("stop-daemon", "node-1")
+    c.cluster("start-daemon", "node-1")
+    wait_port(*c.imaps(), timeout=20)
+    served_again(c)
+    moved = []
+    try:
+        for sha, _ in rows:
+            path = c.blob_path(sha)
+            if os.path.exists(path):
+                os.rename(path, path + ".away")
+                moved.append(path)
+        im = session(c)
+        try:
+            im.select("SearchBox")
+            for criteria, want in [
+                    (["SUBJECT", "quarterly"], {1, 3}),
+                    (["FROM", "ann"], {1, 3}),
+                    (["OR", "TO", "z@box.test", "CC", "ann"], {4, 5}),
+                    (["HEADER", "subject", "lunch"], {2}),
+                    (["CHARSET", "UTF-8", "SUBJECT",
+                      ImapLiteral("caf\xe9")], {4}),
+                    (["NOT", "FROM", "ann", "UNSEEN"], {2, 4, 5})]:
+                got = set(im.search(*criteria))
+                assert got == want, (criteria, got, want)
+            r = im.cmd("SEARCH", "BODY", "budget")
+            expect_refused(r, "BODY without the blobs", code="UNAVAILABLE")
+            r = im.cmd("SEARCH", "HEADER", "X-Tag", "red")
+            expect_refused(r, "another field without the blobs",
+                           code="UNAVAILABLE")
+        finally:
+            im.close()
+    finally:
+        for path in moved:
+            os.rename(path + ".away", path)
+
+
 # ---- NAMESPACE, ID, ENABLE ----
 
 def test_namespace_id_enable(c):
@@ -767,6 +828,8 @@ if __name__ == "__main__":
         ("EXPUNGE and UID EXPUNGE", test_expunge),
         ("CLOSE and UNSELECT", test_close_unselect),
         ("SEARCH", test_search),
+        ("SEARCH on stored header fields, without the blobs",
+         test_search_stored_headers),
         ("NAMESPACE, ID, ENABLE", test_namespace_id_enable),
         ("quota: GETQUOTAROOT, NO [OVERQUOTA]", test_quota),
     ])

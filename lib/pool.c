@@ -76,8 +76,13 @@ mc_pool_alloc(struct mc_pool *pool, size_t size)
 	if (c == NULL || c->size - c->used < need) {
 		size_t csize = need > POOL_CHUNK / 4 ? need : POOL_CHUNK;
 
-		c = mc_malloc(sizeof(*c) + csize);
+		/* Not zeroed here: every allocation is zeroed below, and a
+		 * pool that serves a few small allocations must not pay for
+		 * clearing the whole chunk. */
+		if ((c = malloc(sizeof(*c) + csize)) == NULL)
+			abort();
 		c->size = csize;
+		c->used = 0;
 		if (csize == need && pool->chunks != NULL) {
 			/* Dedicated chunk: keep the current one in front. */
 			c->next = pool->chunks->next;

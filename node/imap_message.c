@@ -540,6 +540,9 @@ struct search_req {
 	size_t nrows;
 	size_t pos;   /* the next row to decide */
 	size_t ahead; /* the next row to look at for reading ahead */
+	/* Per row, what the look ahead found: 0 undecided (needs the blob or
+	 * not in the view), else 1 + enum mc_imap_search_result. */
+	unsigned char *verdict;
 	struct search_slot win[SEARCH_WINDOW]; /* reads in row order */
 	size_t win_head, win_count;
 	unsigned reading; /* reads not answered yet */
@@ -553,6 +556,7 @@ static void
 search_free(struct search_req *r)
 {
 	free(r->uids);
+	free(r->verdict);
 	node_msg_full_free(r->rows, r->nrows);
 	for (size_t i = 0; i < SEARCH_WINDOW; i++)
 		free(r->win[i].data);
@@ -689,11 +693,15 @@ search_read_ahead(struct imap_sess *s, struct search_req *r)
 
 	while (r->win_count < SEARCH_WINDOW && r->ahead < r->nrows && !r->failed) {
 		size_t row = r->ahead++;
+		enum mc_imap_search_result res;
 
-		if (!search_msg(s, r, row, date, sizeof(date), &m, &idx) ||
-		    mc_imap_search_match(r->search, &r->ctx, &m) !=
-		            MC_IMAP_SEARCH_NEED_DATA)
+		if (!search_msg(s, r, row, date, sizeof(date), &m, &idx))
 			continue;
+		res = mc_imap_search_match(r->search, &r->ctx, &m);
+		if (res != MC_IMAP_SEARCH_NEED_DATA) {
+			r->verdict[row] = (unsigned char)(1 + res);
+			continue;
+		}
 		slot = &r->win[(r->win_head + r->win_count) % SEARCH_WINDOW];
 		*slot = (struct search_slot){.s = s, .row = row};
 		s->pending++;
@@ -729,7 +737,10 @@ search_next(struct imap_sess *s)
 				m.data = slot->data;
 				m.len = slot->len;
 			}
-			res = mc_imap_search_match(r->search, &r->ctx, &m);
+			if (r->verdict[r->pos] != 0)
+				res = (enum mc_imap_search_result)(r->verdict[r->pos] - 1);
+			else
+				res = mc_imap_search_match(r->search, &r->ctx, &m);
 			if (res == MC_IMAP_SEARCH_YES) {
 				r->hits[r->nhits++] = s->uid_cmd ? m.uid : m.seq;
 				if (m.modseq > r->max_modseq)
@@ -789,6 +800,7 @@ search_done(struct imap_job *job)
 		return;
 	}
 	r->hits = mc_calloc(r->nrows + 1, sizeof(*r->hits));
+	r->verdict = mc_calloc(r->nrows + 1, 1);
 	s->search = r;
 	search_next(s);
 }

@@ -34,6 +34,14 @@ static const struct {
 	{"Trash", "\\Trash"},    {"Junk", "\\Junk"}, {"Archive", "\\Archive"},
 };
 
+static void
+prepared_clear(struct node_store *st)
+{
+	for (size_t i = 0; i < st->nprepared; i++)
+		free(st->prepared[i].text);
+	st->nprepared = 0;
+}
+
 int
 node_store_connect(struct node_store *st, const char **error_r)
 {
@@ -43,6 +51,7 @@ node_store_connect(struct node_store *st, const char **error_r)
 		return 0;
 	if (st->pg != NULL)
 		PQfinish(st->pg);
+	prepared_clear(st); /* they lived on the old connection */
 	st->pg = PQconnectdb(st->conninfo);
 	if (PQstatus(st->pg) != CONNECTION_OK) {
 		*error_r = mc_errorf("store database: %s", PQerrorMessage(st->pg));
@@ -50,10 +59,45 @@ node_store_connect(struct node_store *st, const char **error_r)
 		st->pg = NULL;
 		return -1;
 	}
+	/* Prepared statements are parsed once but planned at every call
+	 * with the real values: a generic plan for "uid = ANY($2)" can be
+	 * far off for a large set. */
 	res = PQexec(st->pg, "SET statement_timeout = '15s'; SET lock_timeout = '10s';"
-	                     " SET TIME ZONE 'UTC'");
+	                     " SET TIME ZONE 'UTC';"
+	                     " SET plan_cache_mode = force_custom_plan");
 	PQclear(res);
 	return 0;
+}
+
+
+/* The name sql is prepared under on this connection ("" when it cannot
+ * be: the table is full or PQprepare failed; it then runs unprepared). */
+static const char *
+prepared_name(struct node_store *st, const char *sql, int n, char *name,
+              size_t size)
+{
+	size_t i;
+	PGresult *res;
+	bool ok;
+
+	for (i = 0; i < st->nprepared; i++)
+		if (st->prepared[i].sql == sql &&
+		    strcmp(st->prepared[i].text, sql) == 0)
+			break;
+	snprintf(name, size, "q%zu", i);
+	if (i < st->nprepared)
+		return name;
+	if (i == NODE_STORE_PREPARED_MAX)
+		return "";
+	res = PQprepare(st->pg, name, sql, n, NULL);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	if (!ok)
+		return "";
+	st->prepared[i].sql = sql;
+	st->prepared[i].text = mc_strdup(sql);
+	st->nprepared++;
+	return name;
 }
 
 /* Run one statement; NULL with error_r on failure (the caller rolls back). */
@@ -61,7 +105,12 @@ PGresult *
 node_store_q(struct node_store *st, const char *sql, int n,
              const char *const *params, const char **error_r)
 {
-	PGresult *res = PQexecParams(st->pg, sql, n, NULL, params, NULL, NULL, 0);
+	char buf[16];
+	const char *name = prepared_name(st, sql, n, buf, sizeof(buf));
+	PGresult *res =
+	        name[0] != '\0'
+	                ? PQexecPrepared(st->pg, name, n, params, NULL, NULL, 0)
+	                : PQexecParams(st->pg, sql, n, NULL, params, NULL, NULL, 0);
 	ExecStatusType s = PQresultStatus(res);
 
 	if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
@@ -111,6 +160,7 @@ node_store_close(struct node_store **stp)
 		return;
 	if (st->pg != NULL)
 		PQfinish(st->pg);
+	prepared_clear(st);
 	free(st->conninfo);
 	free(st);
 	*stp = NULL;

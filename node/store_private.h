@@ -13,9 +13,22 @@
 
 #include "store.h"
 
+/* Statements prepared on the current connection, by the address and text
+ * of their SQL (every statement is a string constant): the hot ones
+ * (FETCH, SEARCH, delivery) are parsed and planned once per connection,
+ * not at every call. */
+#define NODE_STORE_PREPARED_MAX 64
+
+struct node_store_prepared {
+	const char *sql; /* the caller's constant */
+	char *text;      /* a copy, to tell a reused address from the same */
+};
+
 struct node_store {
 	PGconn *pg;
 	char *conninfo;
+	struct node_store_prepared prepared[NODE_STORE_PREPARED_MAX];
+	size_t nprepared;
 };
 
 /* A new mailbox's UIDVALIDITY, from a sequence that started at the clock

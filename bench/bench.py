@@ -322,16 +322,16 @@ class Bench:
     # ---- figure 5 ----
 
     APPLIED_RE = re.compile(r"cfgsync (?:delta applied|snapshot loaded) version=\d+ -> (\d+)")
-    # Logged by node/main.c and relay/main.c once the member's directory
-    # changed, i.e. after cfgsync saved directory.json; the heartbeat that
+    # Logged by lib/cfgsync.c once directory.json is written (on a worker
+    # thread, after the change is applied in memory); the heartbeat that
     # `mailctl --wait` waits for goes out right after.
-    PERSISTED_RE = re.compile(r"prog=\S+ directory version=(\d+)")
+    PERSISTED_RE = re.compile(r"cfgsync directory saved version=(\d+)")
 
     def log_apply_ms(self, version, persisted=False):
         """publish -> applied on every member for `version`, from the logs:
         the controller's 'delta published ... to=V' and each member's first
         'delta applied'/'snapshot loaded' reaching V (persisted: its first
-        'directory version=' line reaching V, after directory.json is
+        'directory saved' line reaching V, once directory.json is
         written)."""
         pattern = self.PERSISTED_RE if persisted else self.APPLIED_RE
         t_pub = None
@@ -393,8 +393,8 @@ class Bench:
                       "the controller logs after sending, so this can read 0)")
         self.ours_row(sec, "publish -> applied and saved on every member (logs)", "ms",
                       stat_ms([v for v in persisted if v is not None]),
-                      "to the last member's 'directory version=' line, logged after "
-                      "directory.json is written; the ack to the controller follows")
+                      "to the last member's 'directory saved' line (directory.json "
+                      "written on a worker); the ack to the controller follows")
 
     # ---- figure 6 ----
 
@@ -465,8 +465,8 @@ class Bench:
     def snapshot_log_s(self, name, since_line):
         """From the member's log after line `since_line`: (seconds from
         'state ... -> syncing' to 'snapshot loaded' (request, transfer,
-        decode, load in memory), seconds from there to 'state syncing ->
-        synced' (directory.json written), accounts in the snapshot)."""
+        decode, load in memory), seconds from there to 'directory saved'
+        (directory.json written), accounts in the snapshot)."""
         lines = read_lines(self.ours.log_path(name))[since_line:]
         t0 = t1 = t2 = None
         accounts = None
@@ -477,9 +477,7 @@ class Bench:
             if m and t0 is not None:
                 accounts = int(m.group(1))
                 t1 = parse_ts(line)
-            # Usually 'syncing -> synced'; 'offline -> synced' when a
-            # request timed out on the way (logged, and counted in raw).
-            if t1 is not None and re.search(r"cfgsync state \S+ -> synced", line):
+            if t1 is not None and re.search(r"cfgsync directory saved", line):
                 t2 = parse_ts(line)
                 break
         timeouts = sum(1 for line in lines if "no reply in time" in line or
@@ -563,15 +561,16 @@ class Bench:
                       "includes 1-2 heartbeats (1 s) before a snapshot is asked for")
         self.ours_row(sec, "running node-1: snapshot request -> loaded (log)", "s",
                       stat([run_fetch]), "request, transfer, decode, load in memory")
-        self.ours_row(sec, "running node-1: loaded -> synced (log)", "s",
-                      stat([run_save]), "directory.json written (fsync) before it counts")
+        self.ours_row(sec, "running node-1: loaded -> saved (log)", "s",
+                      stat([run_save]), "directory.json written (fsync) on a worker; "
+                      "the node serves with the new directory meanwhile")
         self.ours_row(sec, "fresh node: cluster add-node until live", "s",
                       stat([fresh_live]), "live = registered and heartbeating")
         self.ours_row(sec, "fresh node: start until it applied the directory", "s",
                       stat([fresh_applied]), "mailctl status applied_version")
         self.ours_row(sec, "fresh node: snapshot request -> loaded (log)", "s",
                       stat([fresh_fetch]), "")
-        self.ours_row(sec, "fresh node: loaded -> synced (log)", "s", stat([fresh_save]), "")
+        self.ours_row(sec, "fresh node: loaded -> saved (log)", "s", stat([fresh_save]), "")
         self.ours_row(sec, "node-1 restart (saved directory.json) until applied", "s",
                       stat([restart_applied]), "")
         self.ours_row(sec, "delta: account add --wait", "ms", stat_ms(delta),
@@ -580,7 +579,7 @@ class Bench:
                       stat_ms([v for v in delta_log if v is not None]), "")
         self.ours_row(sec, "delta: publish -> applied and saved on every member (logs)", "ms",
                       stat_ms([v for v in delta_saved if v is not None]),
-                      "each delta rewrites the whole directory.json")
+                      "each delta rewrites the whole directory.json (on a worker)")
         for m in ("controller", "relay-1", "node-1"):
             self.ours_row(sec, "RSS of %s with the directory loaded" % m, "MB",
                           stat([rss_big.get(m, 0) / 1024.0]), "")

@@ -21,9 +21,10 @@ Settings that differ from the packages' defaults, and why:
     maillog_file instead of syslog (no syslog here), no pipe(8) services.
     Everything else (queue fsync before 250, process limits, in_flow_delay,
     concurrency) is Postfix's default.
-  - Dovecot: listen = 127.0.0.1, imap and lmtp inet listeners on loopback
-    ports, ssl = no and disable_plaintext_auth = no (a loopback benchmark:
-    no TLS on this side, while our IMAP is measured over TLS), passdb
+  - Dovecot: listen = 127.0.0.1, an imaps (implicit TLS, a self-signed
+    certificate made here with openssl, EC P-256 like ours) and an lmtp
+    inet listener on loopback ports: IMAP is measured over TLS on both
+    sides, as our nodes serve it; passdb
     passwd-file with {PLAIN} passwords, userdb static (the `vmail` user),
     mail_location = maildir:~/Maildir. mail_fsync stays at its default
     (optimized: a delivered message is fsynced before LMTP's 250).
@@ -127,8 +128,23 @@ class Theirs:
             os.makedirs(d, exist_ok=True)
         os.chmod(self.work, 0o755)
         os.chown(os.path.join(self.dv, "home"), uid, gid)
+        self._certificate()
         self._postfix_config()
         self._dovecot_config(uid, gid)
+
+    def _certificate(self):
+        """Dovecot's self-signed IMAPS certificate (EC P-256)."""
+        crt = os.path.join(self.dv, "tls.crt")
+        key = os.path.join(self.dv, "tls.key")
+        if os.path.exists(crt) and os.path.exists(key):
+            return
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "30", "-subj", "/CN=127.0.0.1",
+                        "-keyout", key, "-out", crt],
+                       check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(key, 0o600)
 
     def _postfix_config(self):
         main = """\
@@ -201,15 +217,16 @@ maillog_file = {log}/postfix.log
         os.chown(os.path.join(self.dv, "users"), 0, grp.getgrnam("dovecot").gr_gid)
         conf = """\
 # Private Dovecot of the mail-cluster benchmark (bench/theirs.py).
-# A loopback benchmark: no TLS, plaintext logins allowed.
+# IMAP over implicit TLS (as our nodes are measured), LMTP in clear text.
 protocols = imap lmtp
 listen = 127.0.0.1
 base_dir = {run}
 state_dir = {state}
 log_path = {log}/dovecot.log
 info_log_path = {log}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+ssl = required
+ssl_cert = <{dv}/tls.crt
+ssl_key = <{dv}/tls.key
 auth_mechanisms = plain login
 first_valid_uid = {uid}
 first_valid_gid = {gid}
@@ -226,11 +243,12 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap}
+    port = 0
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imap}
+    ssl = yes
   }}
 }}
 service lmtp {{

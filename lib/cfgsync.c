@@ -136,7 +136,7 @@ struct mc_cfgsync {
 	uv_work_t save_work;
 	Mc__Snapshot *save_snap;
 	char *save_error;
-	uint64_t save_version;
+	uint64_t save_version, save_started;
 	bool saving, save_again;
 	uint64_t saved_version;
 	uint64_t node_id;         /* 0 = not registered */
@@ -328,6 +328,10 @@ save_done_cb(uv_work_t *w, int status)
 	if (s->save_error != NULL)
 		mc_error("cfgsync cannot save directory path=%s error=\"%s\"",
 		         s->state_path, s->save_error);
+	else
+		mc_info("cfgsync directory saved version=%llu ms=%llu",
+		        (unsigned long long)s->save_version,
+		        (unsigned long long)(uv_now(s->loop) - s->save_started));
 	free(s->save_error);
 	s->save_error = NULL;
 	s->saving = false;
@@ -369,6 +373,7 @@ save_start(struct mc_cfgsync *s)
 	s->saving = true;
 	s->save_snap = mc_directory_to_snapshot(s->dir);
 	s->save_version = mc_directory_version(s->dir);
+	s->save_started = uv_now(s->loop);
 	s->save_work.data = s;
 	s->open_handles++;
 	if (uv_queue_work(s->loop, &s->save_work, save_work_cb,

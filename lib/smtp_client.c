@@ -234,7 +234,9 @@ decide(struct mc_smtp_client *c, size_t i, enum mc_smtp_client_outcome outcome,
 	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
 	r->text = mc_pool_strdup(c->mpool, text);
 	r->command = command;
-	mc_info("smtp_client id=%s remote=%s rcpt=<%s> outcome=%s code=%u "
+	/* Debug: the caller logs each recipient's result with its reply
+	 * (the relay's "delivery ... result=" line); info has the summary. */
+	mc_debug("smtp_client id=%s remote=%s rcpt=<%s> outcome=%s code=%u "
 	        "enhanced=%s command=\"%s\" text=\"%s\"",
 	        c->log_id, c->remote, c->rcpts[i].address,
 	        mc_smtp_client_outcome_name(outcome), code, r->enhanced,
@@ -1019,7 +1021,7 @@ mc_smtp_client_start(uv_loop_t *loop, const struct mc_smtp_client_settings *set,
 		client_free(c);
 		return -1;
 	}
-	mc_info("smtp_client id=%s remote=%s port=%u hosts=%zu protocol=%s "
+	mc_debug("smtp_client id=%s remote=%s port=%u hosts=%zu protocol=%s "
 	        "rcpts=%zu size=%" PRIu64 " start",
 	        c->log_id, c->remote, set->port, set->host_count,
 	        set->protocol == MC_SMTP_CLIENT_LMTP ? "lmtp" : "smtp",

@@ -350,6 +350,11 @@ pump(struct relay_delivery *d)
 	d->repump = false;
 	for (m = d->head; m != NULL; m = nx) {
 		nx = m->next;
+		/* Every slot taken: nothing more can start, and the end of a
+		 * session runs this again (a backlog is not walked once per
+		 * finished session). */
+		if (d->sessions >= d->max_sessions)
+			break;
 		if (m->phase != DL_IDLE)
 			continue;
 		due = msg_next(m);

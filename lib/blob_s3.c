@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
+#include "curl_dl.h"
 
 #include "error.h"
 #include "log.h"
@@ -808,8 +808,8 @@ int
 mc_blob_s3_init(struct mc_blob *store, const char *bucket, const char *prefix,
                 const struct mc_blob_s3_config *cfg, const char **error_r)
 {
-	static bool curl_ready;
 	struct s3_backend *s3 = mc_malloc(sizeof(*s3));
+	const char *error;
 
 	store->backend = s3;
 	s3->store = store;
@@ -820,12 +820,11 @@ mc_blob_s3_init(struct mc_blob *store, const char *bucket, const char *prefix,
 	}
 	/* Not thread-safe, and only needed once: mc_blob_new runs on the
 	 * main thread at startup. */
-	if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-		*error_r = "blob: libcurl initialisation failed";
+	if (mc_curl_load(&error) < 0) {
+		*error_r = mc_errorf("blob: %s", error);
 		s3_free(store);
 		return -1;
 	}
-	curl_ready = true;
 	s3->multi = curl_multi_init();
 	if (s3->multi == NULL)
 		abort();

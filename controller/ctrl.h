@@ -41,6 +41,15 @@ struct ctrl {
 	 * published. Only read after startup. */
 	struct mc_secretbox *secrets;
 	uint64_t published_version; /* worker: last version sent as a delta */
+	/* worker: the last snapshot reply to a mailbox node, packed, and its
+	 * version. Every mailbox node asking at that version gets these bytes:
+	 * after a bulk change each node fetches a snapshot, and one of 100,000
+	 * accounts is built once, not once per node (heartbeats wait behind
+	 * each build). Freed by the next change. Relays' snapshots carry
+	 * decrypted DKIM keys and are never kept. */
+	uint8_t *snap_cache;
+	size_t snap_cache_len;
+	uint64_t snap_cache_version;
 	uint32_t drop_deltas;       /* worker: fault injection counter */
 	nng_socket pub;
 	struct ctrl_server *server;
@@ -71,6 +80,11 @@ struct ctrl_req {
 	 * ctrl_secrets_wipe once the reply or delta is packed and sent. */
 	char **secrets;
 	size_t n_secrets, cap_secrets;
+	/* A handler that answers with c->snap_cache sets packed; one whose
+	 * reply may be kept there sets cache_reply. */
+	const uint8_t *packed;
+	size_t packed_len;
+	bool cache_reply;
 };
 
 /* Handler contract: fill r->resp and return 0, or return -1 after setting

@@ -160,6 +160,7 @@ out:
 	mc_secret_free(&c.admin_token);
 	mc_secret_free(&c.node_token);
 	mc_secretbox_free(&c.secrets);
+	free(c.snap_cache);
 	free(c.conninfo);
 	free(c.store_conninfo);
 	mc_daemon_fini(&d);

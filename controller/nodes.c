@@ -265,6 +265,17 @@ ctrl_node_snapshot(struct ctrl_req *r)
 	s->version = ctrl_row_u64(res, 0, 0);
 	s->shard_count = (uint32_t)ctrl_row_u64(res, 0, 1);
 	PQclear(res);
+	/* Every object in it changes the version (shard owners and their
+	 * addresses too): the same version is the same reply. */
+	if (mailbox && r->ctrl->snap_cache != NULL &&
+	    r->ctrl->snap_cache_version == s->version) {
+		if (ctrl_exec(r, "COMMIT", 0) < 0)
+			return -1;
+		r->packed = r->ctrl->snap_cache;
+		r->packed_len = r->ctrl->snap_cache_len;
+		return 0;
+	}
+	r->cache_reply = mailbox;
 	if ((n = ctrl_load_domains(r, CTRL_ALL, NULL, &s->domains)) < 0)
 		return -1;
 	s->n_domains = (size_t)n;

@@ -137,7 +137,24 @@ handle(struct ctrl *c, const void *data, size_t len)
 		mc_info("request=%s status=ok version=%llu", rt->name,
 		        (unsigned long long)resp.version);
 reply:
-	out = mc_rpc_pack_response(&resp);
+	if (r.new_version != 0 && c->snap_cache != NULL) { /* now stale */
+		free(c->snap_cache);
+		c->snap_cache = NULL;
+	}
+	if (r.packed != NULL && resp.status == MC__STATUS__STATUS_OK) {
+		if (nng_msg_alloc(&out, r.packed_len) != 0)
+			abort();
+		memcpy(nng_msg_body(out), r.packed, r.packed_len);
+	} else {
+		out = mc_rpc_pack_response(&resp);
+		if (r.cache_reply && resp.status == MC__STATUS__STATUS_OK) {
+			free(c->snap_cache);
+			c->snap_cache_len = nng_msg_len(out);
+			c->snap_cache = mc_malloc(c->snap_cache_len);
+			memcpy(c->snap_cache, nng_msg_body(out), c->snap_cache_len);
+			c->snap_cache_version = resp.version;
+		}
+	}
 	/* Decrypted DKIM keys of a relay's snapshot: packed, now wiped. */
 	ctrl_secrets_wipe(&r);
 	mc_pool_free(&pool);

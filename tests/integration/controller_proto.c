@@ -322,6 +322,18 @@ test_nodes(void)
 		CHECK(resp->snapshot->accounts[i]->scram_sha256[0] == '\0');
 	}
 	mc__response__free_unpacked(resp, NULL);
+	/* Asked again at the same version (from the controller's cache since
+	 * the first): the same content, hashes and all, after a relay's
+	 * snapshot that has none. */
+	snap.node_id = mailbox_id;
+	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
+	CHECK(resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1 &&
+	      resp->snapshot->version == cluster_version());
+	if (resp->status == MC__STATUS__STATUS_OK && resp->snapshot->n_accounts >= 1)
+		CHECK(strcmp(resp->snapshot->accounts[0]->scram_sha256,
+		             SCRAM_VERIFIER) == 0 &&
+		      resp->snapshot->accounts[0]->password_hash[0] == '$');
+	mc__response__free_unpacked(resp, NULL);
 	snap.node_id = 999999;
 	resp = node_call(MC__REQUEST__BODY_SNAPSHOT, &snap);
 	CHECK(resp->status == MC__STATUS__STATUS_NOT_FOUND);

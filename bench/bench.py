@@ -858,7 +858,7 @@ def main():
     if cfg["needles"] >= cfg["fill"]:
         ap.error("needles must be fewer than fill")
     if args.base_port is None:
-        args.base_port = 32010 if args.smoke else 33000
+        args.base_port = 32010 if args.smoke else 25010
     if args.work is None:
         args.work = "/var/tmp/mc-bench-%d" % args.base_port
     args.work = os.path.abspath(args.work)

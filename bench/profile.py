@@ -11,8 +11,8 @@
       visible over IMAP; prints the rates
 
 Then: perf report -i OUT/node.data --no-children --sort dso,symbol
-Runs a private cluster (tests/integration/harness.py) on base port 34010
-(imap) or 34110 (smtp) with the binaries of MC_BIN (default build/), on
+Runs a private cluster (tests/integration/harness.py) on base port 26010
+(imap) or 26210 (smtp) with the binaries of MC_BIN (default build/), on
 loopback only; writes perf data into --out (default /tmp/mc-profile).
 Needs root (perf) and perf installed."""
 
@@ -70,7 +70,7 @@ def raw_session(c, commands):
 def imap(args):
     import test_imap_large as large  # the 10k-mailbox fill of the tests
     large.N = args.n
-    c = Cluster(base_port=34010, nodes=1, relays=1)
+    c = Cluster(base_port=26010, nodes=1, relays=1)
     c.up()
     try:
         large.setup(c)
@@ -93,7 +93,7 @@ def imap(args):
 
 def smtp(args):
     import imaplib
-    c = Cluster(base_port=34110, nodes=1, relays=1)
+    c = Cluster(base_port=26210, nodes=1, relays=1)
     c.up()
     try:
         c.ok("domain", "add", "bench.test")

@@ -16,31 +16,15 @@
 #include "listener.h"
 #include "mem.h"
 #include "test.h"
+#include "test_loop.h"
 #include "tls.h"
 
 #define HOST "mail.example.test"
 #define BLAST_CHUNK (64 * 1024)
 
-static uv_loop_t loop;
-static uv_timer_t tick;
 static char *srv_cert, *srv_key;
 static struct mc_tls_ctx *server_tls, *client_tls;
 
-static void
-tick_cb(uv_timer_t *timer)
-{
-	(void)timer;
-}
-
-/* Run the loop until cond holds or ms pass. */
-#define WAIT(cond, ms)                                                         \
-	do {                                                                   \
-		uint64_t end_ = uv_now(&loop) + (ms);                          \
-		uv_timer_start(&tick, tick_cb, 2, 2);                          \
-		while (!(cond) && uv_now(&loop) < end_)                        \
-			uv_run(&loop, UV_RUN_ONCE);                            \
-		uv_timer_stop(&tick);                                          \
-	} while (0)
 
 struct text {
 	char *data;

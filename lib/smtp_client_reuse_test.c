@@ -18,28 +18,13 @@
 #include "smtp_client.h"
 #include "smtp_client_test_server.h"
 #include "test.h"
+#include "test_loop.h"
 
 #define HOST "mx.example.test"
 #define HELO "relay.example.test"
 
-static uv_loop_t loop;
-static uv_timer_t tick;
 static struct test_server srv;
 
-static void
-tick_cb(uv_timer_t *timer)
-{
-	(void)timer;
-}
-
-#define WAIT(cond, ms)                                                         \
-	do {                                                                   \
-		uint64_t end_ = uv_now(&loop) + (ms);                          \
-		uv_timer_start(&tick, tick_cb, 2, 2);                          \
-		while (!(cond) && uv_now(&loop) < end_)                        \
-			uv_run(&loop, UV_RUN_ONCE);                            \
-		uv_timer_stop(&tick);                                          \
-	} while (0)
 
 /* What a done callback saw, and whether it held the client. */
 struct run {

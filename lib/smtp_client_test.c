@@ -33,30 +33,14 @@
 #include "smtp_client.h"
 #include "smtp_client_test_server.h"
 #include "test.h"
+#include "test_loop.h"
 #include "tls.h"
 
 #define HOST "mx.example.test"
 #define HELO "relay.example.test"
 
-static uv_loop_t loop;
-static uv_timer_t tick;
 static struct mc_tls_ctx *server_tls, *client_opp, *client_verify;
 
-static void
-tick_cb(uv_timer_t *timer)
-{
-	(void)timer;
-}
-
-/* Run the loop until cond holds or ms pass. */
-#define WAIT(cond, ms)                                                         \
-	do {                                                                   \
-		uint64_t end_ = uv_now(&loop) + (ms);                          \
-		uv_timer_start(&tick, tick_cb, 2, 2);                          \
-		while (!(cond) && uv_now(&loop) < end_)                        \
-			uv_run(&loop, UV_RUN_ONCE);                            \
-		uv_timer_stop(&tick);                                          \
-	} while (0)
 
 /* ---- Client side ------------------------------------------------------- */
 

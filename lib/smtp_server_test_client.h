@@ -20,29 +20,12 @@
 
 #include "mem.h"
 #include "test.h"
+#include "test_loop.h"
 #include "tls.h"
 
 #define LONG_WAIT 20000 /* generous: valgrind is slow */
 
-static uv_loop_t loop;
-static uv_timer_t tick;
 static struct mc_tls_ctx *client_tls;
-
-static inline void
-tick_cb(uv_timer_t *timer)
-{
-	(void)timer;
-}
-
-/* Run the loop (pumping the client) until cond holds or ms pass. */
-#define WAIT(cond, ms)                                                         \
-	do {                                                                   \
-		uint64_t end_ = uv_now(&loop) + (ms);                          \
-		uv_timer_start(&tick, tick_cb, 2, 2);                          \
-		while (!(cond) && uv_now(&loop) < end_)                        \
-			uv_run(&loop, UV_RUN_ONCE);                            \
-		uv_timer_stop(&tick);                                          \
-	} while (0)
 
 struct text {
 	char *data;

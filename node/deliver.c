@@ -16,22 +16,17 @@ struct deliver_job {
 	char *id_base, *log_id;
 	node_deliver_done_cb *done;
 	void *arg;
-	char key[MC_BLOB_KEY_LEN + 1];
-	char *envelope_json;
-	char *bodystructure_json;
-	char *search_headers;
+	struct node_message_meta meta;
 	uv_work_t work;
 };
 
 static void
 job_finish(struct deliver_job *job, const char *error)
 {
-	job->done(job->arg, job->key, error);
+	job->done(job->arg, job->meta.key, error);
 	free(job->id_base);
 	free(job->log_id);
-	free(job->envelope_json);
-	free(job->bodystructure_json);
-	free(job->search_headers);
+	node_message_meta_fini(&job->meta);
 	free(job);
 }
 
@@ -40,18 +35,19 @@ static void
 store_work(struct node_store *store, const char *error, void *arg)
 {
 	struct deliver_job *job = arg;
-	const char *base = job->req.id_base != NULL ? job->req.id_base : job->key;
+	const char *base = job->req.id_base != NULL ? job->req.id_base : job->meta.key;
 
 	for (size_t i = 0; i < job->req.target_count; i++) {
 		struct node_deliver_target *t = &job->req.targets[i];
 		char *delivery_id;
 		struct node_delivery d = {
 		        .account_id = t->account_id, .shard = t->shard, .epoch = t->epoch,
-		        .mailbox = "INBOX", .blob_sha256 = job->key, .size = job->req.len,
+		        .mailbox = "INBOX", .blob_sha256 = job->meta.key, .size = job->req.len,
 		        .internaldate = job->req.internaldate,
-		        .envelope_json = job->envelope_json,
-		        .bodystructure_json = job->bodystructure_json,
-		        .search_headers = job->search_headers,
+		        .envelope_json = job->meta.envelope_json,
+		        .bodystructure_json = job->meta.bodystructure_json,
+		        .imap_envelope = job->meta.imap_envelope,
+		        .search_headers = job->meta.search_headers,
 		        .quota_bytes = t->quota_bytes,
 		};
 		const char *err = NULL;
@@ -111,9 +107,7 @@ analyze_work(uv_work_t *w)
 {
 	struct deliver_job *job = w->data;
 
-	node_message_analyze(job->req.data, job->req.len, job->key,
-	                     &job->envelope_json, &job->bodystructure_json,
-	                     &job->search_headers);
+	node_message_analyze(job->req.data, job->req.len, &job->meta);
 }
 
 static void
@@ -123,7 +117,7 @@ analyze_done(uv_work_t *w, int status)
 	const char *err = NULL;
 
 	(void)status;
-	if (mc_blob_put(job->svc.blob, job->key, job->req.data, job->req.len,
+	if (mc_blob_put(job->svc.blob, job->meta.key, job->req.data, job->req.len,
 	                blob_put_done, job, &err) < 0) {
 		mc_warn("deliver blob store refused session=%s error=\"%s\"",
 		        job->req.log_id, err);

@@ -44,8 +44,7 @@ struct mb_cmd {
 	/* APPEND */
 	char *data;
 	size_t len;
-	char key[MC_BLOB_KEY_LEN + 1];
-	char *envelope, *bodystructure, *search_headers;
+	struct node_message_meta meta;
 	char *flags;
 	int64_t internaldate;
 	uint64_t quota;
@@ -67,9 +66,7 @@ mb_cmd_free(struct mb_cmd *c)
 	node_mailbox_list_free(&c->list);
 	free(c->statuses);
 	free(c->data);
-	free(c->envelope);
-	free(c->bodystructure);
-	free(c->search_headers);
+	node_message_meta_fini(&c->meta);
 	free(c->flags);
 	free(c);
 }
@@ -843,10 +840,12 @@ append_store_work(struct imap_job *job, struct node_store *store, const char *er
 	const char *err = NULL;
 	struct node_delivery d = {
 	        .account_id = s->account_id, .shard = s->shard, .epoch = c->epoch,
-	        .mailbox = c->name, .blob_sha256 = c->key, .size = c->len,
-	        .internaldate = c->internaldate, .envelope_json = c->envelope,
-	        .bodystructure_json = c->bodystructure, .flags = c->flags,
-	        .search_headers = c->search_headers,
+	        .mailbox = c->name, .blob_sha256 = c->meta.key, .size = c->len,
+	        .internaldate = c->internaldate,
+	        .envelope_json = c->meta.envelope_json,
+	        .bodystructure_json = c->meta.bodystructure_json,
+	        .imap_envelope = c->meta.imap_envelope,
+	        .search_headers = c->meta.search_headers, .flags = c->flags,
 	        .no_create = true, .quota_bytes = c->quota,
 	};
 
@@ -910,8 +909,7 @@ append_analyze_work(struct imap_job *job, struct node_store *store, const char *
 
 	(void)store;
 	(void)error;
-	node_message_analyze(c->data, c->len, c->key, &c->envelope, &c->bodystructure,
-	                     &c->search_headers);
+	node_message_analyze(c->data, c->len, &c->meta);
 }
 
 static void
@@ -927,7 +925,7 @@ append_analyze_done(struct imap_job *job)
 	}
 	s->pending++;
 	c->job.s = s;
-	if (mc_blob_put(s->imap->set.blob, c->key, c->data, c->len, append_put_done, c,
+	if (mc_blob_put(s->imap->set.blob, c->meta.key, c->data, c->len, append_put_done, c,
 	                &err) < 0) {
 		s->pending--;
 		mb_cmd_free(c);

@@ -51,23 +51,34 @@ search_headers(struct mc_pool *pool, const char *data, size_t len)
 
 void
 node_message_analyze(const char *data, size_t len,
-                     char key_r[MC_BLOB_KEY_LEN + 1], char **envelope_json_r,
-                     char **bodystructure_json_r, char **search_headers_r)
+                     struct node_message_meta *meta_r)
 {
 	struct mc_pool *pool = mc_pool_new();
 	struct mc_imf_envelope env;
 	struct mc_mime_message mime;
 	json_t *json;
 
-	mc_blob_key_of(data, len, key_r);
+	mc_blob_key_of(data, len, meta_r->key);
 	mc_imf_envelope_parse(&env, pool, data, len, NULL);
 	json = mc_imf_envelope_to_json(&env);
-	*envelope_json_r = json_dumps(json, JSON_COMPACT);
+	meta_r->envelope_json = json_dumps(json, JSON_COMPACT);
+	meta_r->imap_envelope = mc_imap_envelope_text(meta_r->envelope_json);
 	json_decref(json);
 	mc_mime_parse(&mime, pool, data, len, NULL);
 	json = mc_mime_to_json(&mime);
-	*bodystructure_json_r = json_dumps(json, JSON_COMPACT);
+	meta_r->bodystructure_json = json_dumps(json, JSON_COMPACT);
 	json_decref(json);
-	*search_headers_r = search_headers(pool, data, len);
+	meta_r->search_headers = search_headers(pool, data, len);
 	mc_pool_free(&pool);
+}
+
+void
+node_message_meta_fini(struct node_message_meta *meta)
+{
+	free(meta->envelope_json);
+	free(meta->bodystructure_json);
+	free(meta->imap_envelope);
+	free(meta->search_headers);
+	meta->envelope_json = meta->bodystructure_json = NULL;
+	meta->imap_envelope = meta->search_headers = NULL;
 }

@@ -15,13 +15,22 @@
  * are only on these fields is answered without reading the blob. */
 extern const char *const node_search_fields[];
 
-/* *envelope_json_r, *bodystructure_json_r and *search_headers_r are heap
- * strings (free()). *search_headers_r: the node_search_fields lines as they
- * are in the message, then an empty line; NULL when they are not UTF-8
- * text (raw 8-bit bytes, NUL), which SEARCH then reads from the blob. */
+/* What node_message_analyze computes; the strings are on the heap. */
+struct node_message_meta {
+	char key[MC_BLOB_KEY_LEN + 1];
+	char *envelope_json, *bodystructure_json;
+	/* The formatted IMAP ENVELOPE; NULL when it is not UTF-8 text (FETCH
+	 * then formats it from envelope_json). */
+	char *imap_envelope;
+	/* The node_search_fields lines as they are in the message, then an
+	 * empty line; NULL when they are not UTF-8 text (raw 8-bit bytes,
+	 * NUL), which SEARCH then reads from the blob. */
+	char *search_headers;
+};
+
 void node_message_analyze(const char *data, size_t len,
-                          char key_r[MC_BLOB_KEY_LEN + 1],
-                          char **envelope_json_r, char **bodystructure_json_r,
-                          char **search_headers_r);
+                          struct node_message_meta *meta_r);
+/* Free the strings (the struct is the caller's); idempotent. */
+void node_message_meta_fini(struct node_message_meta *meta);
 
 #endif

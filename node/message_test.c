@@ -1,7 +1,8 @@
 /* node_message_analyze (node/message.c): the blob key, and the header
  * lines kept for SEARCH: only Subject/From/To/Cc/Bcc, in order, as they
  * are in the message (folds, case, repeats), ended by an empty line; a
- * last line without CRLF gets one; none when they are not UTF-8 text. */
+ * last line without CRLF gets one; none when they are not UTF-8 text;
+ * the formatted ENVELOPE, none when it is not UTF-8 text. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,12 +12,15 @@
 static char *
 headers_of(const char *msg, size_t len)
 {
-	char key[MC_BLOB_KEY_LEN + 1], *env = NULL, *body = NULL, *hdrs = NULL;
+	struct node_message_meta m = {0};
+	char *hdrs;
 
-	node_message_analyze(msg, len, key, &env, &body, &hdrs);
-	CHECK(strlen(key) == MC_BLOB_KEY_LEN && env != NULL && body != NULL);
-	free(env);
-	free(body);
+	node_message_analyze(msg, len, &m);
+	CHECK(strlen(m.key) == MC_BLOB_KEY_LEN && m.envelope_json != NULL &&
+	      m.bodystructure_json != NULL);
+	hdrs = m.search_headers;
+	m.search_headers = NULL;
+	node_message_meta_fini(&m);
 	return hdrs;
 }
 
@@ -36,7 +40,7 @@ check(const char *msg, const char *want)
 int
 main(void)
 {
-	char key[MC_BLOB_KEY_LEN + 1], *env, *body, *hdrs;
+	struct node_message_meta m = {0};
 
 	check("Subject: hi\r\nFrom: <a@b.test>\r\nX-Other: z\r\nTo: c@d.test\r\n"
 	      "Date: Fri, 04 Dec 2026 10:00:00 +0000\r\n\r\nbody\r\n",
@@ -62,10 +66,15 @@ main(void)
 		free(got);
 	}
 	/* the key is the SHA-256 of the bytes ("abc", FIPS 180-2) */
-	node_message_analyze("abc", 3, key, &env, &body, &hdrs);
-	CHECK_STR(key, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-	free(env);
-	free(body);
-	free(hdrs);
+	node_message_analyze("abc", 3, &m);
+	CHECK_STR(m.key, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	node_message_meta_fini(&m);
+	/* the ENVELOPE formatted once, here; none when not UTF-8 text */
+	node_message_analyze("Subject: hi\r\n\r\n", 15, &m);
+	CHECK_STR(m.imap_envelope, "(NIL \"hi\" NIL NIL NIL NIL NIL NIL NIL NIL)");
+	node_message_meta_fini(&m);
+	node_message_analyze("Subject: caf\xe9\r\n\r\n", 19, &m);
+	CHECK(m.imap_envelope == NULL && m.envelope_json != NULL);
+	node_message_meta_fini(&m);
 	return mc_test_done();
 }

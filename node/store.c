@@ -14,7 +14,6 @@
 #include "error.h"
 #include "log.h"
 #include "mem.h"
-#include "imap_format.h"
 #include "pg_migrate.h"
 #include "store_private.h"
 
@@ -361,13 +360,12 @@ insert_message(struct node_store *st, const struct node_delivery *d,
                const struct target *t, const char **error_r)
 {
 	char uid_s[24], modseq_s[24], size_s[24], date_s[24];
-	char *imap_envelope = mc_imap_envelope_text(d->envelope_json);
 	const char *params[12] = {t->id,         uid_s,
 	                          modseq_s,      d->blob_sha256,
 	                          size_s,        date_s,
 	                          d->delivery_id, d->envelope_json,
 	                          d->bodystructure_json, d->flags,
-	                          imap_envelope, d->search_headers};
+	                          d->imap_envelope, d->search_headers};
 	PGresult *res;
 
 	snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)t->uid);
@@ -383,7 +381,6 @@ insert_message(struct node_store *st, const struct node_delivery *d,
 	                   " imap_flags(string_to_array(coalesce($10, ''), ' ')),"
 	                   " $11, $12)",
 	                   12, params, error_r);
-	free(imap_envelope);
 	if (res == NULL)
 		return NODE_STORE_TEMPFAIL;
 	PQclear(res);

@@ -40,6 +40,7 @@ struct node_delivery {
 	const char *delivery_id;  /* e.g. "<queue id>/<recipient>", NULL = none */
 	const char *envelope_json; /* parsed header fields, NULL = none */
 	const char *bodystructure_json; /* MIME structure, NULL = none */
+	const char *imap_envelope;  /* node/message.h, NULL = none */
 	const char *search_headers; /* node/message.h, NULL = none */
 	const char *flags;        /* space-separated flags to store, NULL = none */
 	bool no_create;           /* APPEND: NOTFOUND unless the mailbox exists */

@@ -24,6 +24,7 @@ delivery(uint64_t account, uint32_t shard, uint64_t epoch, const char *id)
 		.mailbox = "INBOX", .blob_sha256 = BLOB, .size = 1234,
 		.internaldate = 1700000000, .delivery_id = id,
 		.envelope_json = "{\"subject\":\"hi\"}",
+		.imap_envelope = "(NIL \"hi\" NIL NIL NIL NIL NIL NIL NIL NIL)",
 	};
 	return d;
 }

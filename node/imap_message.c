@@ -652,8 +652,8 @@ search_blob(void *arg, enum mc_blob_status status, uint8_t *data, size_t len,
 	search_next(s);
 }
 
-/* Metadata of row as the search sees it; false when its message is no
- * longer in the view. */
+/* Metadata of row as the search sees it (the Date only when date is not
+ * NULL); false when its message is no longer in the view. */
 static bool
 search_msg(struct imap_sess *s, struct search_req *r, size_t row, char *date,
            size_t date_size, struct mc_imap_search_msg *m_r, long *idx_r)
@@ -671,8 +671,9 @@ search_msg(struct imap_sess *s, struct search_req *r, size_t row, char *date,
 	        .flags = s->view.msgs[idx].flags,
 	        .size = msg->size,
 	        .internaldate = msg->internaldate,
-	        .date = r->need_date ? envelope_date(msg->envelope, date, date_size)
-	                             : NULL,
+	        .date = r->need_date && date != NULL
+	                         ? envelope_date(msg->envelope, date, date_size)
+	                         : NULL,
 	};
 	if (r->fields_only && msg->search_headers != NULL) {
 		m_r->data = msg->search_headers;
@@ -732,7 +733,9 @@ search_next(struct imap_sess *s)
 
 		if (have && !slot->ready)
 			return; /* search_blob comes back */
-		if (search_msg(s, r, r->pos, date, sizeof(date), &m, &idx)) {
+		/* A verdict from the look ahead needs no Date parsed again. */
+		if (search_msg(s, r, r->pos, r->verdict[r->pos] != 0 ? NULL : date,
+		               sizeof(date), &m, &idx)) {
 			if (have) {
 				m.data = slot->data;
 				m.len = slot->len;

@@ -70,10 +70,18 @@ main(void)
 	CHECK_STR(m.key, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	node_message_meta_fini(&m);
 	/* the ENVELOPE formatted once, here; none when not UTF-8 text */
-	node_message_analyze("Subject: hi\r\n\r\n", 15, &m);
+	{
+		static const char hi[] = "Subject: hi\r\n\r\n";
+
+		node_message_analyze(hi, sizeof(hi) - 1, &m);
+	}
 	CHECK_STR(m.imap_envelope, "(NIL \"hi\" NIL NIL NIL NIL NIL NIL NIL NIL)");
 	node_message_meta_fini(&m);
-	node_message_analyze("Subject: caf\xe9\r\n\r\n", 19, &m);
+	{
+		static const char latin1[] = "Subject: caf\xe9\r\n\r\n";
+
+		node_message_analyze(latin1, sizeof(latin1) - 1, &m);
+	}
 	CHECK(m.imap_envelope == NULL && m.envelope_json != NULL);
 	node_message_meta_fini(&m);
 	return mc_test_done();
